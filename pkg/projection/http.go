@@ -30,6 +30,8 @@ const MaxWait = 5 * time.Second
 func (r *Runner) Middleware() echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			// Set before anything can fail, so error answers carry it too.
+			c.Response().Header().Set(HeaderPosition, strconv.FormatUint(r.Position(), 10))
 			raw := c.QueryParam("min_position")
 			if raw == "" {
 				raw = c.Request().Header.Get(HeaderMinPosition)

@@ -34,6 +34,7 @@ type flexString string
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (s *flexString) UnmarshalJSON(b []byte) error {
+	*s = "" // a later duplicate key, even null, replaces an earlier one
 	b = bytes.TrimSpace(b)
 	switch {
 	case len(b) == 0:
@@ -56,6 +57,7 @@ type text string
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (s *text) UnmarshalJSON(b []byte) error {
+	*s = ""
 	var v string
 	if json.Unmarshal(b, &v) == nil {
 		*s = text(clip(v, maxText))
@@ -71,6 +73,7 @@ type flexBool struct {
 
 // UnmarshalJSON implements json.Unmarshaler.
 func (f *flexBool) UnmarshalJSON(b []byte) error {
+	*f = flexBool{}
 	s := strings.Trim(string(bytes.TrimSpace(b)), `"`)
 	switch strings.ToLower(s) {
 	case "true", "1":

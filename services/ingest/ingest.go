@@ -1,0 +1,354 @@
+// Package ingest is simtrail's webhook receiver: it authenticates each
+// provider's request, normalises it into a canonical event and answers 2xx
+// only after JetStream has durably stored it (SPEC §3).
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/simtrail/simtrail/pkg/events"
+	"github.com/simtrail/simtrail/pkg/httpx"
+	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
+	"github.com/simtrail/simtrail/services/ingest/providers"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// MaxBody is the largest webhook body accepted (SPEC §3: over 1 MiB → 413).
+const MaxBody = 1 << 20
+
+// DefaultDroamHashHeaders and DefaultDroamTimestampHeaders are looked up in
+// order: droam's docs do not name its headers (droam.md §9 #1).
+var (
+	DefaultDroamHashHeaders      = []string{"X-Hash", "X-Signature", "X-Auth-Hash", "Hash", "Signature"}
+	DefaultDroamTimestampHeaders = []string{"X-Timestamp", "Timestamp"}
+)
+
+// Config holds the ingest settings. A provider with no secret is disabled
+// and answers 404.
+type Config struct {
+	DroamSecrets          []string
+	DroamHashHeaders      []string
+	DroamTimestampHeaders []string
+	// DroamWindow is the accepted clock skew of X-Timestamp (default 300 s).
+	DroamWindow    time.Duration
+	RoamifySecrets []string
+	TruphoneTokens []string
+	// TruphoneBasicUser/Password enable the optional HTTP basic auth check.
+	TruphoneBasicUser     string
+	TruphoneBasicPassword string
+	// PublishTimeout bounds the wait for JetStream's ack (default 5 s).
+	PublishTimeout time.Duration
+	// Now is the clock (tests); time.Now by default.
+	Now func() time.Time
+}
+
+// Service is the ingest HTTP handler set.
+type Service struct {
+	cfg Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	mRequests *prometheus.CounterVec
+	mPublish  prometheus.Histogram
+}
+
+// New builds the ingest service over a NATS connection.
+func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if len(cfg.DroamHashHeaders) == 0 {
+		cfg.DroamHashHeaders = DefaultDroamHashHeaders
+	}
+	if len(cfg.DroamTimestampHeaders) == 0 {
+		cfg.DroamTimestampHeaders = DefaultDroamTimestampHeaders
+	}
+	if cfg.DroamWindow <= 0 {
+		cfg.DroamWindow = 300 * time.Second
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.DroamSecrets = nonEmpty(cfg.DroamSecrets)
+	cfg.RoamifySecrets = nonEmpty(cfg.RoamifySecrets)
+	cfg.TruphoneTokens = nonEmpty(cfg.TruphoneTokens)
+	s := &Service{cfg: cfg, nc: nc, js: js, log: log,
+		mRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "simtrail_ingest_requests_total", Help: "Webhook requests by provider and outcome.",
+		}, []string{"provider", "outcome"}),
+		mPublish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "simtrail_ingest_publish_seconds", Help: "Time from publish to JetStream ack.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{s.mRequests, s.mPublish} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
+		}
+	}
+	for name, on := range map[string]bool{"droam": len(cfg.DroamSecrets) > 0, "roamify": len(cfg.RoamifySecrets) > 0, "truphone": len(cfg.TruphoneTokens) > 0} {
+		if !on {
+			log.Warn("provider disabled: no secret configured; its route answers 404", "provider", name)
+		}
+	}
+	return s, nil
+}
+
+func nonEmpty(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Routes registers the webhook routes.
+func (s *Service) Routes(e *echo.Echo) {
+	e.POST("/webhooks/droam", s.droam)
+	e.POST("/webhooks/roamify", s.roamify)
+	e.POST("/webhooks/truphone/:token", s.truphone)
+}
+
+// ReadyCheck passes when NATS is connected.
+func (s *Service) ReadyCheck(ctx context.Context) error {
+	if !s.nc.IsConnected() {
+		return errors.New("nats not connected: " + s.nc.Status().String())
+	}
+	if _, err := s.js.Stream(ctx, events.StreamName); err != nil {
+		return fmt.Errorf("stream %s: %w", events.StreamName, err)
+	}
+	return nil
+}
+
+var (
+	errUnauthorized = httpx.NewError(http.StatusUnauthorized, "unauthorized", "request authentication failed")
+	errTooLarge     = httpx.NewError(http.StatusRequestEntityTooLarge, "body_too_large", "request body larger than 1 MiB")
+)
+
+func disabled(provider string) error {
+	return httpx.NotFound("provider_disabled", provider+" webhooks are not enabled on this server (no secret configured)")
+}
+
+// readBody reads at most MaxBody bytes; larger bodies are refused whole.
+func readBody(c echo.Context) ([]byte, error) {
+	req := c.Request()
+	if req.ContentLength > MaxBody {
+		return nil, errTooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, httpx.BadRequest("bad_body", "could not read request body")
+	}
+	return body, nil
+}
+
+func (s *Service) count(provider, outcome string) {
+	s.mRequests.WithLabelValues(provider, outcome).Inc()
+}
+
+func (s *Service) droam(c echo.Context) error {
+	const name = "droam"
+	if len(s.cfg.DroamSecrets) == 0 {
+		s.count(name, "disabled")
+		return disabled(name)
+	}
+	body, err := readBody(c)
+	if err != nil {
+		s.count(name, "bad_body")
+		return err
+	}
+	h := c.Request().Header
+	hash := firstHeader(h, s.cfg.DroamHashHeaders)
+	stamp := firstHeader(h, s.cfg.DroamTimestampHeaders)
+	now := s.cfg.Now()
+	if hash == "" && stamp == "" {
+		// droam's endpoint validation may come without auth headers
+		// (droam.md §9 #4): answer a well-formed echo, refuse anything else.
+		p, err := providers.ParseDroam(body, now)
+		if err == nil && p.Echo {
+			s.count(name, "echo")
+			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
+		}
+		s.count(name, "unauthorized")
+		return errUnauthorized
+	}
+	if err := providers.VerifyDroam(s.cfg.DroamSecrets, hash, stamp, now, s.cfg.DroamWindow); err != nil {
+		s.count(name, "unauthorized")
+		s.log.Info("droam request rejected", "reason", err, "remote", c.RealIP())
+		return errUnauthorized
+	}
+	return s.accept(c, simtrailv1.Provider_PROVIDER_DROAM, body, now, providers.ParseDroam, false)
+}
+
+func (s *Service) roamify(c echo.Context) error {
+	const name = "roamify"
+	if len(s.cfg.RoamifySecrets) == 0 {
+		s.count(name, "disabled")
+		return disabled(name)
+	}
+	body, err := readBody(c)
+	if err != nil {
+		s.count(name, "bad_body")
+		return err
+	}
+	if err := providers.VerifyRoamify(s.cfg.RoamifySecrets, body, c.Request().Header.Get("X-Roamify-Signature")); err != nil {
+		s.count(name, "unauthorized")
+		s.log.Info("roamify request rejected", "reason", err, "remote", c.RealIP())
+		return errUnauthorized
+	}
+	return s.accept(c, simtrailv1.Provider_PROVIDER_ROAMIFY, body, s.cfg.Now(), providers.ParseRoamify, true)
+}
+
+func (s *Service) truphone(c echo.Context) error {
+	const name = "truphone"
+	if len(s.cfg.TruphoneTokens) == 0 {
+		s.count(name, "disabled")
+		return disabled(name)
+	}
+	// Authenticate before reading the body: the token is in the path.
+	if err := providers.VerifyTruphone(s.cfg.TruphoneTokens, c.Param("token"), s.cfg.TruphoneBasicUser, s.cfg.TruphoneBasicPassword, c.Request().Header.Get("Authorization")); err != nil {
+		s.count(name, "unauthorized")
+		s.log.Info("truphone request rejected", "reason", err, "remote", c.RealIP())
+		return errUnauthorized
+	}
+	body, err := readBody(c)
+	if err != nil {
+		s.count(name, "bad_body")
+		return err
+	}
+	return s.accept(c, simtrailv1.Provider_PROVIDER_TRUPHONE, body, s.cfg.Now(), providers.ParseTruphone, false)
+}
+
+func firstHeader(h http.Header, names []string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+type parseFunc func([]byte, time.Time) (providers.Parsed, error)
+
+// accepted is the answer to droam and Truphone.
+type accepted struct {
+	Status string          `json:"status"`
+	Events []acceptedEvent `json:"events"`
+}
+
+type acceptedEvent struct {
+	ID       string `json:"id"`
+	Position uint64 `json:"position"`
+}
+
+// roamifyAck is the body Roamify's docs show on every event page.
+type roamifyAck struct {
+	Code   int    `json:"code"`
+	Status string `json:"status"`
+}
+
+// accept parses an authenticated body, stores it and answers.
+func (s *Service) accept(c echo.Context, p simtrailv1.Provider, body []byte, now time.Time, parse parseFunc, roamifyStyle bool) error {
+	name := events.ProviderName(p)
+	parsed, err := parse(body, now)
+	if errors.Is(err, providers.ErrNotJSON) {
+		return s.quarantine(c, p, body, now, err)
+	}
+	if err != nil {
+		// Parsers only fail on non-JSON; anything else is a bug, but the
+		// body is authenticated and must not be lost: keep it as other.
+		s.log.Error("parser failed", "provider", name, "err", err)
+		return s.quarantine(c, p, body, now, err)
+	}
+	if parsed.Echo {
+		s.count(name, "echo")
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
+	}
+	ev := parsed.Event
+	ack, err := s.publish(c.Request().Context(), events.Subject(ev), ev)
+	if err != nil {
+		s.count(name, "unavailable")
+		return err
+	}
+	outcome := "stored"
+	if ack.Duplicate {
+		outcome = "duplicate"
+	}
+	s.count(name, outcome)
+	c.Response().Header().Set("X-Event-Position", strconv.FormatUint(ack.Sequence, 10))
+	c.Response().Header().Set("X-Event-Id", ev.GetId())
+	if roamifyStyle {
+		return c.JSON(http.StatusOK, roamifyAck{Code: 200, Status: "success"})
+	}
+	return c.JSON(http.StatusOK, accepted{Status: "accepted", Events: []acceptedEvent{{ID: ev.GetId(), Position: ack.Sequence}}})
+}
+
+// quarantine keeps an authenticated non-JSON body under
+// simtrail.quarantine.<provider> and answers 400. If it cannot be stored the
+// answer is 503, so the provider retries and nothing is lost.
+func (s *Service) quarantine(c echo.Context, p simtrailv1.Provider, body []byte, now time.Time, cause error) error {
+	ev := &simtrailv1.Event{
+		Id:                  events.ID(p, body),
+		Provider:            p,
+		Kind:                simtrailv1.Kind_KIND_OTHER,
+		OccurredAt:          timestamppb.New(now),
+		ReceivedAt:          timestamppb.New(now),
+		OccurredAtIsReceipt: true,
+		RawBody:             body,
+		Body:                &simtrailv1.Event_Other{Other: &simtrailv1.OtherReceived{Reason: "quarantined: " + cause.Error()}},
+	}
+	if _, err := s.publish(c.Request().Context(), events.QuarantineSubject(p), ev); err != nil {
+		s.count(events.ProviderName(p), "unavailable")
+		return err
+	}
+	s.count(events.ProviderName(p), "quarantined")
+	return httpx.BadRequest("not_json", "request body is not JSON; it was kept in quarantine for inspection")
+}
+
+// publish stores ev and waits for JetStream's ack. Any failure is a 503:
+// nothing was claimed, the provider should retry.
+func (s *Service) publish(ctx context.Context, subject string, ev *simtrailv1.Event) (*jetstream.PubAck, error) {
+	if !s.nc.IsConnected() {
+		return nil, httpx.Unavailable("store_unavailable", "event store is not reachable; retry later", 5, nil)
+	}
+	data, err := events.Encode(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event: %w", err)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	for k, v := range events.Headers(ev) {
+		msg.Header.Set(k, v)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(events.StreamName))
+	if err != nil {
+		s.log.Warn("publish failed", "subject", subject, "err", err)
+		return nil, httpx.Unavailable("store_unavailable", "event store did not acknowledge; retry later", 5, err)
+	}
+	s.mPublish.Observe(time.Since(start).Seconds())
+	return ack, nil
+}
