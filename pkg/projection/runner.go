@@ -93,7 +93,11 @@ type Runner struct {
 	cfg Config
 	log *slog.Logger
 
-	db atomic.Pointer[DB]
+	db      atomic.Pointer[DB]
+	applyMu sync.Mutex
+
+	ctxMu sync.Mutex
+	ctx   context.Context // Run's context: background work (rebuilds) ends with it
 
 	mu     sync.Mutex
 	pos    uint64
@@ -135,6 +139,15 @@ func NewRunner(ctx context.Context, p Projector, db *DB, js jetstream.JetStream,
 	}
 	r.mPosition.Set(float64(pos))
 	return r, nil
+}
+
+func (r *Runner) baseCtx() context.Context {
+	r.ctxMu.Lock()
+	defer r.ctxMu.Unlock()
+	if r.ctx == nil {
+		return context.Background()
+	}
+	return r.ctx
 }
 
 // Name is the projection's name.
@@ -190,6 +203,9 @@ var errGap = errors.New("delivery gap detected")
 // Run consumes until ctx ends, restarting the consumer after any failure
 // (NATS down, consumer deleted, gap) from the checkpoint in SQLite.
 func (r *Runner) Run(ctx context.Context) error {
+	r.ctxMu.Lock()
+	r.ctx = ctx
+	r.ctxMu.Unlock()
 	backoff := 100 * time.Millisecond
 	for {
 		err := r.session(ctx)
@@ -309,7 +325,11 @@ func (r *Runner) session(ctx context.Context) error {
 		}
 		if len(todo) > 0 {
 			started := time.Now()
+			// applyMu lets an online rebuild pause the live loop between
+			// batches while it catches up and swaps the database.
+			r.applyMu.Lock()
 			res, err := ApplyBatch(ctx, r.DB().Writer, r.p, todo, r.cfg.MaxAttempts, r.log)
+			r.applyMu.Unlock()
 			if err != nil {
 				return fmt.Errorf("apply batch: %w", err)
 			}

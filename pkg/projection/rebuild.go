@@ -1,0 +1,328 @@
+package projection
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/simtrail/simtrail/pkg/events"
+	"github.com/simtrail/simtrail/pkg/httpx"
+)
+
+// ErrRebuildRunning refuses a second rebuild while one runs (HTTP 409).
+var ErrRebuildRunning = errors.New("a rebuild of this projection is already running")
+
+// SwapPreparer is implemented by projectors that must adjust a freshly built
+// read model before it replaces the live one; the thresholds projector marks
+// its rebuilt alert outbox as published so history is not announced twice.
+type SwapPreparer interface {
+	PrepareSwap(ctx context.Context, fresh, old *sql.DB, upTo uint64) error
+}
+
+// Progress is reported while a read model is being built.
+type Progress struct {
+	Position        uint64  // last stream sequence applied
+	Last            uint64  // the sequence the build is heading for
+	Applied         int     // events applied so far
+	EventsPerSecond float64 // since the build started
+	ETASeconds      float64 // at the current rate, for the events still pending
+}
+
+// BuildOptions bound a Build.
+type BuildOptions struct {
+	// StartSeq is the first stream sequence to read (default 1).
+	StartSeq uint64
+	// UpTo stops after this stream sequence; 0 means the end of the stream as
+	// it was when the build started.
+	UpTo uint64
+	// Until, when set, keeps only events JetStream stored at or before it:
+	// the read model "as of" that moment.
+	Until time.Time
+	// BatchSize is the most events per transaction (default 1000).
+	BatchSize int
+	// Progress is called after every batch.
+	Progress func(Progress)
+	Logger   *slog.Logger
+}
+
+// Build applies the log to db from opts.StartSeq with an ordered consumer
+// (no server-side state to clean up) and returns the last applied sequence.
+// It serves offline rebuilds (`simtrail rebuild --into`), "as of" builds and
+// the online rebuild below.
+func Build(ctx context.Context, js jetstream.JetStream, stream string, p Projector, db *DB, opts BuildOptions) (uint64, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 1000
+	}
+	if opts.StartSeq == 0 {
+		opts.StartSeq = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	pos, err := Checkpoint(ctx, db.Writer, p.Name())
+	if err != nil {
+		return 0, err
+	}
+	target := opts.UpTo
+	if target == 0 {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return pos, fmt.Errorf("stream info: %w", err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return pos, fmt.Errorf("stream info: %w", err)
+		}
+		target = info.State.LastSeq
+	}
+	if target < opts.StartSeq {
+		return pos, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.EventsFilter},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    opts.StartSeq,
+	})
+	if err != nil {
+		return pos, fmt.Errorf("ordered consumer: %w", err)
+	}
+	started := time.Now()
+	applied := 0
+	for {
+		batch, err := cons.Fetch(opts.BatchSize, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return pos, fmt.Errorf("fetch: %w", err)
+		}
+		todo := make([]Message, 0, opts.BatchSize)
+		done := false
+		var pending uint64
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if done {
+				continue // drain the rest of this fetch
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				return pos, fmt.Errorf("metadata: %w", err)
+			}
+			if meta.Sequence.Stream > target || (!opts.Until.IsZero() && meta.Timestamp.After(opts.Until)) {
+				done = true
+				continue
+			}
+			pending = meta.NumPending
+			msg := Message{Seq: meta.Sequence.Stream, Subject: m.Subject(), Stored: meta.Timestamp}
+			msg.Event, msg.DecodeErr = events.Decode(m.Data())
+			todo = append(todo, msg)
+			if meta.Sequence.Stream == target || meta.NumPending == 0 {
+				done = true
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+			return pos, fmt.Errorf("fetch: %w", err)
+		}
+		if len(todo) > 0 {
+			res, err := ApplyBatch(ctx, db.Writer, p, todo, 3, opts.Logger)
+			if err != nil {
+				return pos, err
+			}
+			applied += res.Applied + res.Poisoned
+			pos = todo[len(todo)-1].Seq
+		}
+		if opts.Progress != nil {
+			eps := float64(applied) / max(time.Since(started).Seconds(), 1e-9)
+			pr := Progress{Position: pos, Last: target, Applied: applied, EventsPerSecond: eps}
+			if eps > 0 {
+				pr.ETASeconds = float64(pending) / eps
+			}
+			opts.Progress(pr)
+		}
+		if done || got == 0 {
+			return pos, ctx.Err()
+		}
+	}
+}
+
+// CurrentPath is the read model file in use for projection name in dir:
+// the file a finished online rebuild recorded in <name>.current, or
+// <name>.db.
+func CurrentPath(dir, name string) string {
+	b, err := os.ReadFile(filepath.Join(dir, name+".current"))
+	if err == nil {
+		f := strings.TrimSpace(string(b))
+		if f != "" && !strings.ContainsAny(f, `/\`) {
+			return filepath.Join(dir, f)
+		}
+	}
+	return filepath.Join(dir, name+".db")
+}
+
+// setCurrent records file as the read model of name, atomically.
+func setCurrent(dir, name, file string) error {
+	tmp := filepath.Join(dir, name+".current.tmp")
+	if err := os.WriteFile(tmp, []byte(file+"\n"), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+	return os.Rename(tmp, filepath.Join(dir, name+".current"))
+}
+
+// StartRebuild builds a fresh read model from sequence 1 beside the live
+// one, in the background: queries keep being answered from the live model,
+// progress shows in Status, and when the fresh model has caught up the live
+// loop is paused between two batches, the fresh model is brought to exactly
+// the live position and swapped in atomically.
+func (r *Runner) StartRebuild() error {
+	r.rebuild.mu.Lock()
+	defer r.rebuild.mu.Unlock()
+	if r.rebuild.state == "running" {
+		return ErrRebuildRunning
+	}
+	r.rebuild.state = "running"
+	r.rebuild.position, r.rebuild.last, r.rebuild.eventsPerSecond, r.rebuild.etaSeconds = 0, 0, 0, 0
+	r.rebuild.err = ""
+	r.rebuild.startedAt = time.Now()
+	r.rebuild.finishedAt = time.Time{}
+	ctx := r.baseCtx()
+	go func() {
+		err := r.runRebuild(ctx)
+		r.rebuild.mu.Lock()
+		defer r.rebuild.mu.Unlock()
+		r.rebuild.finishedAt = time.Now()
+		if err != nil {
+			r.rebuild.state = "failed"
+			r.rebuild.err = err.Error()
+			r.log.Error("rebuild failed", "err", err)
+			return
+		}
+		r.rebuild.state = "done"
+		r.rebuild.etaSeconds = 0
+		r.log.Info("rebuild done", "position", r.rebuild.position, "took", time.Since(r.rebuild.startedAt))
+	}()
+	return nil
+}
+
+func (r *Runner) progress(p Progress) {
+	r.rebuild.mu.Lock()
+	r.rebuild.position, r.rebuild.last = p.Position, p.Last
+	r.rebuild.eventsPerSecond, r.rebuild.etaSeconds = p.EventsPerSecond, p.ETASeconds
+	r.rebuild.mu.Unlock()
+}
+
+func (r *Runner) runRebuild(ctx context.Context) error {
+	old := r.DB()
+	dir := filepath.Dir(old.Path)
+	file := fmt.Sprintf("%s.%d.db", r.p.Name(), time.Now().UnixNano())
+	fresh, err := Open(ctx, filepath.Join(dir, file), r.p.Migrations())
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			fresh.Close()
+			removeDB(fresh.Path)
+		}
+	}()
+	opts := BuildOptions{BatchSize: r.cfg.BatchSize, Progress: r.progress, Logger: r.log}
+	pos, err := Build(ctx, r.js, r.cfg.Stream, r.p, fresh, opts)
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		live := r.Position()
+		if pos < live {
+			opts.StartSeq, opts.UpTo = pos+1, live
+			if pos, err = Build(ctx, r.js, r.cfg.Stream, r.p, fresh, opts); err != nil {
+				return fmt.Errorf("catch up: %w", err)
+			}
+			continue
+		}
+		if pos > live {
+			wctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := r.WaitFor(wctx, pos)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("live projection did not reach %d: %w", pos, err)
+			}
+			continue
+		}
+		r.applyMu.Lock()
+		if r.Position() != pos {
+			r.applyMu.Unlock()
+			continue
+		}
+		err := func() error {
+			defer r.applyMu.Unlock()
+			if sp, isSP := r.p.(SwapPreparer); isSP {
+				if err := sp.PrepareSwap(ctx, fresh.Writer, old.Writer, pos); err != nil {
+					return fmt.Errorf("prepare swap: %w", err)
+				}
+			}
+			if err := setCurrent(dir, r.p.Name(), file); err != nil {
+				return fmt.Errorf("record current read model: %w", err)
+			}
+			r.db.Store(fresh)
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+		ok = true
+		r.progress(Progress{Position: pos, Last: pos})
+		// Queries that started on the old model get a grace period.
+		go func() {
+			time.Sleep(10 * time.Second)
+			old.Close()
+			removeDB(old.Path)
+		}()
+		return nil
+	}
+}
+
+func removeDB(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		_ = os.Remove(path + suffix)
+	}
+}
+
+// ProjectionsRoutes registers GET /v1/projections and
+// POST /v1/projections/:name/rebuild for the given runners.
+func ProjectionsRoutes(e *echo.Echo, runners ...*Runner) {
+	e.GET("/v1/projections", ProjectionsHandler(runners...))
+	e.POST("/v1/projections/:name/rebuild", func(c echo.Context) error {
+		for _, r := range runners {
+			if r.Name() != c.Param("name") {
+				continue
+			}
+			if err := r.StartRebuild(); err != nil {
+				if errors.Is(err, ErrRebuildRunning) {
+					return httpx.NewError(http.StatusConflict, "rebuild_running", err.Error())
+				}
+				return err
+			}
+			st, err := r.Status(c.Request().Context())
+			if err != nil {
+				return err
+			}
+			return c.JSON(http.StatusAccepted, st)
+		}
+		return httpx.NotFound("projection_not_found", "no projection named "+c.Param("name"))
+	})
+}
