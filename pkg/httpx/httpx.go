@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -144,6 +145,19 @@ func Health(e *echo.Echo, reg *prometheus.Registry, checks map[string]Check) {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 }
 
+// TrustProxies makes the client IP come from X-Forwarded-For, trusting
+// only the given proxy ranges.
+func TrustProxies(e *echo.Echo, cidrs []*net.IPNet) {
+	if len(cidrs) == 0 {
+		return
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, c := range cidrs {
+		opts = append(opts, echo.TrustIPRange(c))
+	}
+	e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+}
+
 // NewEcho returns an echo instance with simtrail's error handler and no
 // banner; the caller adds routes and owns the http.Server.
 func NewEcho(log *slog.Logger) *echo.Echo {
@@ -151,5 +165,8 @@ func NewEcho(log *slog.Logger) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = ErrorHandler(log)
+	// Never trust X-Forwarded-For unless the operator names the proxies
+	// (TrustProxies): allow-lists and logs use the socket's peer address.
+	e.IPExtractor = echo.ExtractIPDirect()
 	return e
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,10 @@ type Config struct {
 	TruphoneBasicPassword string
 	// PublishTimeout bounds the wait for JetStream's ack (default 5 s).
 	PublishTimeout time.Duration
+	// AllowedIPs, when a provider has an entry, admits only requests from
+	// those ranges to its route (403 otherwise). The client address is the
+	// socket peer unless the HTTP server trusts named proxies.
+	AllowedIPs map[string][]netip.Prefix
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
 }
@@ -121,9 +126,34 @@ func nonEmpty(in []string) []string {
 
 // Routes registers the webhook routes.
 func (s *Service) Routes(e *echo.Echo) {
-	e.POST("/webhooks/droam", s.droam)
-	e.POST("/webhooks/roamify", s.roamify)
-	e.POST("/webhooks/truphone/:token", s.truphone)
+	e.POST("/webhooks/droam", s.droam, s.allowIPs("droam"))
+	e.POST("/webhooks/roamify", s.roamify, s.allowIPs("roamify"))
+	e.POST("/webhooks/truphone/:token", s.truphone, s.allowIPs("truphone"))
+}
+
+// allowIPs enforces a provider's optional source allow-list before any
+// other work is done for the request.
+func (s *Service) allowIPs(provider string) echo.MiddlewareFunc {
+	ranges := s.cfg.AllowedIPs[provider]
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if len(ranges) == 0 {
+			return next
+		}
+		return func(c echo.Context) error {
+			addr, err := netip.ParseAddr(c.RealIP())
+			if err == nil {
+				addr = addr.Unmap()
+				for _, r := range ranges {
+					if r.Contains(addr) {
+						return next(c)
+					}
+				}
+			}
+			s.count(provider, "forbidden_ip")
+			s.log.Warn("webhook from an address outside the allow-list", "provider", provider, "remote", c.RealIP())
+			return httpx.NewError(http.StatusForbidden, "forbidden", "source address not allowed for this provider")
+		}
+	}
 }
 
 // ReadyCheck passes when NATS is connected.

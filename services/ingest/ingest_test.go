@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -496,5 +497,41 @@ func TestStoreDownAnswers503(t *testing.T) {
 	}
 	if n := h.streamMsgs(); n != uint64(len(files)) {
 		t.Errorf("stream holds %d messages, want %d (none lost, none doubled)", n, len(files))
+	}
+}
+
+func TestIPAllowList(t *testing.T) {
+	ns := natstest.Run(t)
+	ns.Stream(t)
+	nc, js := ns.Conn(t)
+	log := slog.New(slog.DiscardHandler)
+	for _, c := range []struct {
+		allow string
+		want  int
+	}{{"127.0.0.0/8", 200}, {"10.0.0.0/8", 403}} {
+		svc, err := ingest.New(ingest.Config{
+			RoamifySecrets: []string{roamifySecret},
+			AllowedIPs:     map[string][]netip.Prefix{"roamify": {netip.MustParsePrefix(c.allow)}},
+		}, nc, js, log, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := httpx.NewEcho(log)
+		svc.Routes(e)
+		srv := httptest.NewServer(e)
+		body := example(t, "roamify", "esim.usage.02.json")
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/roamify", bytes.NewReader(body))
+		req.Header.Set("X-Roamify-Signature", providers.SignRoamify(roamifySecret, body))
+		// A spoofed forwarding header must not get a request past the list.
+		req.Header.Set("X-Forwarded-For", "10.1.2.3")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		srv.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("allow %s: status %d, want %d", c.allow, resp.StatusCode, c.want)
+		}
 	}
 }
