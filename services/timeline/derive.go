@@ -1,0 +1,316 @@
+package timeline
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Granularity is a usage bucket size.
+type Granularity string
+
+// The bucket sizes of GET /v1/sims/{iccid}/usage.
+const (
+	Hour  Granularity = "hour"
+	Day   Granularity = "day"
+	Month Granularity = "month"
+)
+
+// MaxBuckets bounds the buckets one usage response may span, so a
+// request cannot make the server build an unbounded list.
+const MaxBuckets = 10000
+
+// ParseGranularity accepts hour, day or month; empty means day.
+func ParseGranularity(s string) (Granularity, bool) {
+	switch Granularity(s) {
+	case "":
+		return Day, true
+	case Hour, Day, Month:
+		return Granularity(s), true
+	}
+	return "", false
+}
+
+// Floor is the start of the UTC bucket containing t.
+func (g Granularity) Floor(t time.Time) time.Time {
+	t = t.UTC()
+	switch g {
+	case Hour:
+		return t.Truncate(time.Hour)
+	case Month:
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	default:
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	}
+}
+
+// Next is the start of the bucket after the one starting at start.
+func (g Granularity) Next(start time.Time) time.Time {
+	switch g {
+	case Hour:
+		return start.Add(time.Hour)
+	case Month:
+		return start.AddDate(0, 1, 0)
+	default:
+		return start.AddDate(0, 0, 1)
+	}
+}
+
+// Ceil is the smallest bucket boundary at or after t.
+func (g Granularity) Ceil(t time.Time) time.Time {
+	f := g.Floor(t)
+	if f.Equal(t) {
+		return f
+	}
+	return g.Next(f)
+}
+
+// countBuckets is how many buckets [from, to) spans, stopping early once
+// it exceeds limit.
+func (g Granularity) countBuckets(from, to time.Time, limit int) int {
+	n := 0
+	for s := from; s.Before(to); s = g.Next(s) {
+		n++
+		if n > limit {
+			break
+		}
+	}
+	return n
+}
+
+// ParseTime accepts RFC 3339 (any offset, converted to UTC) or YYYY-MM-DD
+// (midnight UTC).
+func ParseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor YYYY-MM-DD", s)
+}
+
+// Snapshot is one cumulative used-bytes counter at a provider time.
+type Snapshot struct {
+	At      time.Time
+	EventID string
+	Used    int64
+	// PeriodID names the allowance period; a change means a reset.
+	PeriodID string
+}
+
+// Delta is usage attributed to the instant of the snapshot that showed it.
+type Delta struct {
+	At       time.Time
+	Bytes    int64
+	Location string
+}
+
+// SnapshotDeltas turns snapshots sorted by (At, EventID) into usage
+// deltas. prev is the snapshot just before the first one (nil when there
+// is none: the first counter then counts in full, since counters start at
+// zero with the period). A counter that drops, or a new period (both
+// period ids known and different), is a reset: the delta is the new value.
+func SnapshotDeltas(prev *Snapshot, snaps []Snapshot) []Delta {
+	out := make([]Delta, 0, len(snaps))
+	for i := range snaps {
+		s := &snaps[i]
+		d := s.Used
+		if prev != nil && s.Used >= prev.Used && !(prev.PeriodID != "" && s.PeriodID != "" && prev.PeriodID != s.PeriodID) {
+			d = s.Used - prev.Used
+		}
+		out = append(out, Delta{At: s.At, Bytes: d, Location: UnknownLocation})
+		prev = s
+	}
+	return out
+}
+
+// UnknownLocation is the location of usage derived from snapshots, which
+// carry no country.
+const UnknownLocation = "unknown"
+
+// Bucket is one entry of a usage response.
+type Bucket struct {
+	Start     string  `json:"start"`
+	End       string  `json:"end"`
+	DataBytes int64   `json:"data_bytes"`
+	Location  *string `json:"location,omitempty"`
+}
+
+// BucketDeltas sums deltas into buckets over [from, to) (both on bucket
+// boundaries). Without grouping every bucket of the range is listed, zero
+// or not; grouped by location only (bucket, location) pairs with usage are
+// listed, ordered by start then location. Deltas outside the range are
+// ignored.
+func BucketDeltas(g Granularity, from, to time.Time, deltas []Delta, byLocation bool) ([]Bucket, int64) {
+	type key struct {
+		start int64
+		loc   string
+	}
+	sums := map[key]int64{}
+	for _, d := range deltas {
+		if d.At.Before(from) || !d.At.Before(to) {
+			continue
+		}
+		k := key{start: g.Floor(d.At).Unix()}
+		if byLocation {
+			k.loc = d.Location
+		}
+		sums[k] += d.Bytes
+	}
+	var total int64
+	out := []Bucket{}
+	if !byLocation {
+		for s := from; s.Before(to); s = g.Next(s) {
+			v := sums[key{start: s.Unix()}]
+			total += v
+			out = append(out, Bucket{Start: formatTime(s), End: formatTime(g.Next(s)), DataBytes: v})
+		}
+		return out, total
+	}
+	keys := make([]key, 0, len(sums))
+	for k, v := range sums {
+		if v != 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].start != keys[j].start {
+			return keys[i].start < keys[j].start
+		}
+		return keys[i].loc < keys[j].loc
+	})
+	for _, k := range keys {
+		s := time.Unix(k.start, 0).UTC()
+		loc := k.loc
+		v := sums[k]
+		total += v
+		out = append(out, Bucket{Start: formatTime(s), End: formatTime(g.Next(s)), DataBytes: v, Location: &loc})
+	}
+	return out, total
+}
+
+// DailyRow is one provider per-day record.
+type DailyRow struct {
+	Day      string // YYYY-MM-DD
+	Location string
+	Bytes    int64
+}
+
+// DailyDeltas turns per-day rows into deltas at the start of their day, so
+// they bucket like snapshot deltas (day and month granularity only).
+func DailyDeltas(rows []DailyRow) []Delta {
+	out := make([]Delta, 0, len(rows))
+	for _, r := range rows {
+		t, err := time.Parse(time.DateOnly, r.Day)
+		if err != nil {
+			continue // the parser only lets valid dates through
+		}
+		out = append(out, Delta{At: t, Bytes: r.Bytes, Location: r.Location})
+	}
+	return out
+}
+
+// Cursor is the position after the last entry of an events page.
+type Cursor struct {
+	At int64 // UNIX nanoseconds
+	ID string
+}
+
+// ErrBadCursor is returned for a cursor this server did not make.
+var ErrBadCursor = errors.New("invalid cursor")
+
+const cursorPrefix = "v1:"
+
+// Encode returns the opaque cursor string.
+func (c Cursor) Encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.FormatInt(c.At, 10) + ":" + c.ID))
+}
+
+// DecodeCursor parses a string made by Cursor.Encode.
+func DecodeCursor(s string) (Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	rest, ok := strings.CutPrefix(string(b), cursorPrefix)
+	if !ok {
+		return Cursor{}, ErrBadCursor
+	}
+	at, id, ok := strings.Cut(rest, ":")
+	if !ok || id == "" || len(id) > 128 {
+		return Cursor{}, ErrBadCursor
+	}
+	n, err := strconv.ParseInt(at, 10, 64)
+	if err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	return Cursor{At: n, ID: id}, nil
+}
+
+// TimelineKinds are the event kinds the timeline lists.
+var TimelineKinds = []string{"status", "imei", "threshold", "lifecycle"}
+
+// ParseKinds parses the kind filter: a comma list of timeline kinds
+// (empty means all). Duplicates are folded; the result is sorted.
+func ParseKinds(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return TimelineKinds, nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		ok := false
+		for _, v := range TimelineKinds {
+			if k == v {
+				ok = true
+			}
+		}
+		if !ok {
+			return nil, fmt.Errorf("unknown kind %q (want %s)", k, strings.Join(TimelineKinds, ", "))
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Limits of the events page size.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// ParseLimit parses the page size: 1..MaxLimit, DefaultLimit when empty.
+func ParseLimit(s string) (int, error) {
+	if s == "" {
+		return DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxLimit {
+		return 0, fmt.Errorf("limit must be an integer from 1 to %d", MaxLimit)
+	}
+	return n, nil
+}
+
+// ValidICCID reports whether s looks like an ICCID: digits, at most 22
+// (the parsers store nothing else).
+func ValidICCID(s string) bool {
+	if s == "" || len(s) > 22 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
