@@ -33,6 +33,7 @@ type Progress struct {
 	Position        uint64  // last stream sequence applied
 	Last            uint64  // the sequence the build is heading for
 	Applied         int     // events applied so far
+	Pending         uint64  // matching events stored after Position
 	EventsPerSecond float64 // since the build started
 	ETASeconds      float64 // at the current rate, for the events still pending
 }
@@ -140,7 +141,7 @@ func Build(ctx context.Context, js jetstream.JetStream, stream string, p Project
 		}
 		if opts.Progress != nil {
 			eps := float64(applied) / max(time.Since(started).Seconds(), 1e-9)
-			pr := Progress{Position: pos, Last: target, Applied: applied, EventsPerSecond: eps}
+			pr := Progress{Position: pos, Last: target, Applied: applied, Pending: pending, EventsPerSecond: eps}
 			if eps > 0 {
 				pr.ETASeconds = float64(pending) / eps
 			}
@@ -237,6 +238,10 @@ func (r *Runner) runRebuild(ctx context.Context) error {
 			removeDB(fresh.Path)
 		}
 	}()
+	restore, err := fresh.BulkMode(ctx)
+	if err != nil {
+		return err
+	}
 	opts := BuildOptions{BatchSize: r.cfg.BatchSize, Progress: r.progress, Logger: r.log}
 	pos, err := Build(ctx, r.js, r.cfg.Stream, r.p, fresh, opts)
 	if err != nil {
@@ -270,6 +275,9 @@ func (r *Runner) runRebuild(ctx context.Context) error {
 		}
 		err := func() error {
 			defer r.applyMu.Unlock()
+			if err := restore(ctx); err != nil {
+				return err
+			}
 			if sp, isSP := r.p.(SwapPreparer); isSP {
 				if err := sp.PrepareSwap(ctx, fresh.Writer, old.Writer, pos); err != nil {
 					return fmt.Errorf("prepare swap: %w", err)

@@ -171,3 +171,27 @@ func ListPoison(ctx context.Context, db *sql.DB, limit int) ([]Poison, int, erro
 	}
 	return out, total, rows.Err()
 }
+
+// BulkMode speeds up building a read model nobody is reading yet (an
+// offline or online rebuild): the rollback journal is kept in memory and
+// nothing is fsynced. A crash mid-build can corrupt the file, which is then
+// simply discarded and built again; the log is the source of truth. The
+// returned function restores WAL and synchronous=NORMAL and must run before
+// the file is served.
+func (d *DB) BulkMode(ctx context.Context) (restore func(context.Context) error, err error) {
+	if _, err := d.Writer.ExecContext(ctx, `PRAGMA journal_mode=MEMORY`); err != nil {
+		return nil, fmt.Errorf("bulk mode: %w", err)
+	}
+	if _, err := d.Writer.ExecContext(ctx, `PRAGMA synchronous=OFF`); err != nil {
+		return nil, fmt.Errorf("bulk mode: %w", err)
+	}
+	return func(ctx context.Context) error {
+		if _, err := d.Writer.ExecContext(ctx, `PRAGMA journal_mode=WAL`); err != nil {
+			return fmt.Errorf("leave bulk mode: %w", err)
+		}
+		if _, err := d.Writer.ExecContext(ctx, `PRAGMA synchronous=NORMAL`); err != nil {
+			return fmt.Errorf("leave bulk mode: %w", err)
+		}
+		return nil
+	}, nil
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -41,6 +42,11 @@ func BenchmarkProjection(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
+	if os.Getenv("BENCH_BULK") != "" {
+		if _, err := db.BulkMode(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
 	log := slog.New(slog.DiscardHandler)
 	b.ResetTimer()
 	applied := 0
