@@ -2,7 +2,7 @@
 # make test (whole suite), make build (bin/simtrail), make bench, make proto,
 # make lint, make tidy, make fuzz (short fuzzing of every provider parser).
 
-MODULES := proto pkg services/ingest services/timeline services/thresholds services/simtrail
+MODULES := proto pkg services/alertwatcher services/ingest services/timeline services/thresholds services/simtrail
 GO      ?= go
 # go-sqlite3 is cgo; keep it on even where CGO_ENABLED defaults to 0.
 export CGO_ENABLED := 1

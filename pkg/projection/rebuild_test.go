@@ -24,12 +24,13 @@ type gated struct {
 	counter
 	blockSeq uint64
 	gate     chan struct{}
+	armed    atomic.Bool
 	blocked  atomic.Bool
 }
 
 func (g *gated) Migrations() fs.FS { return g.counter.Migrations() }
 func (g *gated) Apply(ctx context.Context, tx *sql.Tx, m projection.Message) error {
-	if m.Seq == g.blockSeq && g.gate != nil {
+	if m.Seq == g.blockSeq && g.armed.Load() {
 		g.blocked.Store(true)
 		select {
 		case <-g.gate:
@@ -58,12 +59,12 @@ func TestOnlineRebuild(t *testing.T) {
 	for i := range 300 {
 		last = publish(t, js, "89000000000000000001", i)
 	}
-	g := &gated{blockSeq: 150}
+	g := &gated{blockSeq: 150, gate: make(chan struct{})}
 	r, stop := startRunner(t, js, projection.CurrentPath(dir, "counter"), g)
 	defer stop()
 	waitFor(t, r, last)
 
-	g.gate = make(chan struct{})
+	g.armed.Store(true)
 	if err := r.StartRebuild(); err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,8 @@ func startRunner(t *testing.T, js jetstream.JetStream, path string, p projection
 
 func waitFor(t *testing.T, r *projection.Runner, seq uint64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: CI machines run several race-enabled packages at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.WaitFor(ctx, seq); err != nil {
 		t.Fatalf("position %d not reached (at %d): %v", seq, r.Position(), err)
