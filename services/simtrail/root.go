@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// envPrefix: every flag --foo-bar falls back to SIMTRAIL_FOO_BAR.
+const envPrefix = "SIMTRAIL_"
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "simtrail",
+		Short:         "Event-sourced usage monitoring for SIM and eSIM fleets",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
+		},
+	}
+	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(newDevCmd(), newIngestCmd(), newTimelineCmd(), newThresholdsCmd(), newSendCmd(), newTailCmd(), newRebuildCmd(), newTruphoneCmd())
+	return root
+}
+
+// applyEnv fills every flag the user did not set from its SIMTRAIL_* variable.
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
+
+func newLogger(cmd *cobra.Command) *slog.Logger {
+	lvl := slog.LevelInfo
+	s, _ := cmd.Flags().GetString("log-level")
+	_ = lvl.UnmarshalText([]byte(s))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}

@@ -1,0 +1,376 @@
+package thresholds
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// store writes the read model inside one Apply transaction.
+type store struct {
+	tx *sql.Tx
+	c  *stmtCache
+}
+
+func nullInt(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// touchPool creates the pool row and applies the newest-wins pool name.
+// Ties on provider time are broken by the larger event id so the outcome
+// never depends on arrival order. It returns the pool's current (as_of,
+// event) as stored before this event's usage is merged.
+func (s store) touchPool(ctx context.Context, o *observation) (current, error) {
+	var cur current
+	var name, nameAt, nameEv any
+	if o.name != "" {
+		name, nameAt, nameEv = o.name, o.at, o.eventID
+	}
+	const newer = `excluded.name IS NOT NULL AND (pool_state.name_at IS NULL OR (excluded.name_at, excluded.name_event) > (pool_state.name_at, pool_state.name_event))`
+	err := s.queryRow(ctx, `INSERT INTO pool_state(pool_id, provider, name, name_at, name_event) VALUES(?, ?, ?, ?, ?)
+		ON CONFLICT(pool_id) DO UPDATE SET
+			name = CASE WHEN `+newer+` THEN excluded.name ELSE pool_state.name END,
+			name_at = CASE WHEN `+newer+` THEN excluded.name_at ELSE pool_state.name_at END,
+			name_event = CASE WHEN `+newer+` THEN excluded.name_event ELSE pool_state.name_event END
+		RETURNING as_of, as_of_event`, o.key, o.provider, name, nameAt, nameEv).Scan(&cur.asOf, &cur.event)
+	if err != nil {
+		return cur, fmt.Errorf("upsert pool: %w", err)
+	}
+	return cur, nil
+}
+
+// simHead is what Apply needs to know of a SIM's state row before merging
+// an event: its current period position and the versions of status/IMEI.
+type simHead struct {
+	cur              current
+	statusAt, imeiAt sql.NullInt64
+	statusEv, imeiEv sql.NullString
+}
+
+// readSIM reads the SIM's head, creating the row on first sight. All
+// changes to the row are then written by writeSIM in one UPDATE.
+func (s store) readSIM(ctx context.Context, o *observation) (simHead, error) {
+	var h simHead
+	err := s.queryRow(ctx, `SELECT as_of, as_of_event, status_at, status_event, imei_at, imei_event FROM sim_state WHERE iccid = ?`, o.key).
+		Scan(&h.cur.asOf, &h.cur.event, &h.statusAt, &h.statusEv, &h.imeiAt, &h.imeiEv)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := s.exec(ctx, `INSERT INTO sim_state(iccid, provider) VALUES(?, ?)`, o.key, o.provider); err != nil {
+			return h, fmt.Errorf("insert sim: %w", err)
+		}
+		return h, nil
+	}
+	if err != nil {
+		return h, fmt.Errorf("read sim: %w", err)
+	}
+	return h, nil
+}
+
+// newer reports whether (at, ev) is newer than the stored version.
+func newer(at int64, ev string, vAt sql.NullInt64, vEv sql.NullString) bool {
+	return !vAt.Valid || at > vAt.Int64 || at == vAt.Int64 && ev > vEv.String
+}
+
+// current is a subject's current period position: the newest snapshot's
+// (provider time, event id), unset before the first snapshot.
+type current struct {
+	asOf  sql.NullInt64
+	event sql.NullString
+}
+
+// upsertPeriod merges the observation into its (subject, period) row: the
+// snapshot columns follow the newest (as_of, event id); start is the
+// earliest and end the latest stated; ended and max_reported only grow.
+//
+// It returns the merged row (RETURNING: no second query).
+func (s store) upsertPeriod(ctx context.Context, o *observation) (*periodRow, error) {
+	var pct any
+	if p := o.percent(); p != nil {
+		pct = *p
+	}
+	var rep any
+	if o.reportedPercent != nil {
+		rep = int64(*o.reportedPercent)
+	}
+	// An observation without volumes (a Truphone report without
+	// current_balance, a legacy SUBSCRIPTION_END) can make its period
+	// current but does not blank the volumes an older snapshot stated.
+	const newerSnap = `excluded.snap_at IS NOT NULL AND (period.snap_at IS NULL OR (excluded.snap_at, excluded.snap_event) > (period.snap_at, period.snap_event))`
+	var snapAt, snapEv any
+	if o.hasVolumes() {
+		snapAt, snapEv = o.at, o.eventID
+	}
+	var r periodRow
+	err := s.queryRow(ctx, `INSERT INTO period(subject_type, subject_key, period_key, provider, start_at, end_at,
+			as_of, as_of_event, snap_at, snap_event, used, allowed, remaining, unlimited, percent, max_reported, ended)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(subject_type, subject_key, period_key) DO UPDATE SET
+			start_at = min(coalesce(period.start_at, excluded.start_at), coalesce(excluded.start_at, period.start_at)),
+			end_at = max(coalesce(period.end_at, excluded.end_at), coalesce(excluded.end_at, period.end_at)),
+			max_reported = max(coalesce(period.max_reported, excluded.max_reported), coalesce(excluded.max_reported, period.max_reported)),
+			ended = max(period.ended, excluded.ended),
+			used = CASE WHEN `+newerSnap+` THEN excluded.used ELSE period.used END,
+			allowed = CASE WHEN `+newerSnap+` THEN excluded.allowed ELSE period.allowed END,
+			remaining = CASE WHEN `+newerSnap+` THEN excluded.remaining ELSE period.remaining END,
+			unlimited = CASE WHEN `+newerSnap+` THEN excluded.unlimited ELSE period.unlimited END,
+			percent = CASE WHEN `+newerSnap+` THEN excluded.percent ELSE period.percent END,
+			as_of_event = CASE WHEN (excluded.as_of, excluded.as_of_event) > (period.as_of, period.as_of_event) THEN excluded.as_of_event ELSE period.as_of_event END,
+			snap_event = CASE WHEN `+newerSnap+` THEN excluded.snap_event ELSE period.snap_event END,
+			snap_at = CASE WHEN `+newerSnap+` THEN excluded.snap_at ELSE period.snap_at END,
+			as_of = max(period.as_of, excluded.as_of)
+		RETURNING period_key, start_at, end_at, as_of, as_of_event, used, allowed, remaining, unlimited, ended, percent, max_reported`,
+		o.subjectType, o.key, o.periodKey, o.provider, nullInt(o.start), nullInt(o.end),
+		o.at, o.eventID, snapAt, snapEv, nullInt(o.used), nullInt(o.allowed), nullInt(o.remaining), o.unlimited, pct, rep, o.ended).
+		Scan(&r.key, &r.start, &r.end, &r.asOf, &r.asOfEvent, &r.used, &r.allowed, &r.remaining, &r.unlimited, &r.ended, &r.percent, &r.maxReported)
+	if err != nil {
+		return nil, fmt.Errorf("upsert period: %w", err)
+	}
+	if o.used != nil {
+		if _, err := s.exec(ctx, `INSERT INTO snapshot(subject_type, subject_key, period_key, at, event_id, used)
+			VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, o.subjectType, o.key, o.periodKey, o.at, o.eventID, *o.used); err != nil {
+			return nil, fmt.Errorf("insert snapshot: %w", err)
+		}
+	}
+	return &r, nil
+}
+
+func sourceRank(src string) int {
+	if src == sourceProvider {
+		return 0
+	}
+	return 1
+}
+
+// levelMark is the stored showing of one crossed level: the smallest
+// (crossed_at, source rank, event id) seen so far.
+type levelMark struct {
+	at    int64
+	rank  int
+	event string
+}
+
+func (m levelMark) less(n levelMark) bool {
+	if m.at != n.at {
+		return m.at < n.at
+	}
+	if m.rank != n.rank {
+		return m.rank < n.rank
+	}
+	return m.event < n.event
+}
+
+// levels reads the crossed levels of one (subject, period).
+func (s store) levels(ctx context.Context, st, key, period string) (map[int]levelMark, error) {
+	rows, err := s.query(ctx, `SELECT level, crossed_at, source_rank, event_id FROM level
+		WHERE subject_type = ? AND subject_key = ? AND period_key = ?`, st, key, period)
+	if err != nil {
+		return nil, fmt.Errorf("read levels: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]levelMark{}
+	for rows.Next() {
+		var l int
+		var m levelMark
+		if err := rows.Scan(&l, &m.at, &m.rank, &m.event); err != nil {
+			return nil, fmt.Errorf("scan level: %w", err)
+		}
+		out[l] = m
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read levels: %w", err)
+	}
+	return out, nil
+}
+
+// cross merges the levels o shows crossed into have (the period's stored
+// levels) and writes only what changes: a level row keeps the smallest
+// (crossed_at, source rank, event id) over every showing, so the result is
+// the same in any arrival order. A level seen for the first time also gets
+// its outbox row, in this transaction: the first showing in stream order
+// announces it, exactly once per (subject, period, level).
+func (s store) cross(ctx context.Context, o *observation, cs []crossing, seq uint64, have map[int]levelMark) error {
+	for _, c := range cs {
+		m := levelMark{at: o.at, rank: sourceRank(c.source), event: o.eventID}
+		old, ok := have[c.level]
+		if ok && !m.less(old) {
+			continue
+		}
+		have[c.level] = m
+		if ok {
+			if _, err := s.exec(ctx, `UPDATE level SET crossed_at = ?, source_rank = ?, event_id = ?
+				WHERE subject_type = ? AND subject_key = ? AND period_key = ? AND level = ?`,
+				m.at, m.rank, m.event, o.subjectType, o.key, o.periodKey, c.level); err != nil {
+				return fmt.Errorf("update level: %w", err)
+			}
+			continue
+		}
+		if _, err := s.exec(ctx, `INSERT INTO level(subject_type, subject_key, period_key, level, crossed_at, source_rank, event_id)
+			VALUES(?, ?, ?, ?, ?, ?, ?)`, o.subjectType, o.key, o.periodKey, c.level, m.at, m.rank, m.event); err != nil {
+			return fmt.Errorf("insert level: %w", err)
+		}
+		if _, err := s.exec(ctx, `INSERT INTO outbox(alert_id, subject_type, subject_key, provider, period_key, level,
+				source, crossed_at, used, allowed, cause_seq, cause_event_id)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(alert_id) DO NOTHING`,
+			AlertID(o.provider, o.key, o.periodKey, c.level), o.subjectType, o.key, o.provider, o.periodKey, c.level,
+			c.source, o.at, nullInt(o.used), nullInt(o.allowed), seq, o.eventID); err != nil {
+			return fmt.Errorf("insert outbox: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s store) addAlert(ctx context.Context, o *observation) error {
+	a := o.alert
+	if _, err := s.exec(ctx, `INSERT INTO alert(subject_type, subject_key, event_id, at, rule_id, rule_name, description, direction)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		o.subjectType, o.key, o.eventID, o.at, a.ruleID, a.name, a.description, a.direction); err != nil {
+		return fmt.Errorf("insert alert: %w", err)
+	}
+	return nil
+}
+
+// LevelState is one configured level of the current period.
+type LevelState struct {
+	Percent   int     `json:"percent"`
+	Crossed   bool    `json:"crossed"`
+	CrossedAt *string `json:"crossed_at"`
+	Source    *string `json:"source"`
+}
+
+type periodRow struct {
+	key                      string
+	start, end               sql.NullInt64
+	asOf                     int64
+	asOfEvent                string
+	used, allowed, remaining sql.NullInt64
+	unlimited, ended         bool
+	percent                  sql.NullFloat64
+	maxReported              sql.NullInt64
+}
+
+func levelStates(have map[int]levelMark, r *periodRow, levels []int) ([]LevelState, *int64) {
+	out := make([]LevelState, 0, len(levels))
+	if r.unlimited {
+		return out, nil
+	}
+	var last *int64
+	for _, l := range levels {
+		ls := LevelState{Percent: l}
+		if g, ok := have[l]; ok {
+			at := fmtTime(g.at)
+			src := sourceComputed
+			if g.rank == 0 {
+				src = sourceProvider
+			}
+			ls.Crossed, ls.CrossedAt, ls.Source = true, &at, &src
+			v := int64(l)
+			last = &v
+		}
+		out = append(out, ls)
+	}
+	return out, last
+}
+
+// percentOf is the period's percent used: from the newest snapshot, or
+// the highest percentage a provider reported in the period when the newest
+// snapshot states none (Truphone reports a level, not the volumes).
+func (r *periodRow) percentOf() *float64 {
+	if r.unlimited {
+		return nil
+	}
+	if r.percent.Valid {
+		v := r.percent.Float64
+		return &v
+	}
+	if r.maxReported.Valid {
+		v := float64(r.maxReported.Int64)
+		return &v
+	}
+	return nil
+}
+
+// isCurrent reports whether r, the merged row of the period this event
+// touched, is (now) the subject's current period: the one with the newest
+// observation. Only r's period changed, so if it is not current, the
+// current period and so the state row are unchanged.
+func (r *periodRow) isCurrent(cur current) bool {
+	return !cur.asOf.Valid || r.asOf > cur.asOf.Int64 || r.asOf == cur.asOf.Int64 && r.asOfEvent >= cur.event.String
+}
+
+// stateOf derives the denormalised numbers of a current period.
+func stateOf(r *periodRow, have map[int]levelMark, levels []int) (lj string, last *int64, pct any, sortPct float64, remaining sql.NullInt64, err error) {
+	ls, last := levelStates(have, r, levels)
+	b, err := json.Marshal(ls)
+	if err != nil {
+		return "", nil, nil, 0, remaining, fmt.Errorf("encode levels: %w", err)
+	}
+	sortPct = -1
+	if p := r.percentOf(); p != nil {
+		pct, sortPct = *p, *p
+	}
+	remaining = r.remaining
+	if !remaining.Valid && r.allowed.Valid && r.used.Valid {
+		remaining = sql.NullInt64{Int64: max(r.allowed.Int64-r.used.Int64, 0), Valid: true}
+	}
+	return string(b), last, pct, sortPct, remaining, nil
+}
+
+// refreshPool rewrites a pool's state row when r is its current period.
+func (s store) refreshPool(ctx context.Context, key string, r *periodRow, cur current, have map[int]levelMark, levels []int) error {
+	if !r.isCurrent(cur) {
+		return nil
+	}
+	lj, _, pct, _, _, err := stateOf(r, have, levels)
+	if err != nil {
+		return err
+	}
+	if _, err := s.exec(ctx, `UPDATE pool_state SET period_key = ?, as_of = ?, as_of_event = ?, used = ?, allowed = ?, percent = ?, levels_json = ?
+		WHERE pool_id = ?`, r.key, r.asOf, r.asOfEvent, r.used, r.allowed, pct, lj, key); err != nil {
+		return fmt.Errorf("update pool state: %w", err)
+	}
+	return nil
+}
+
+// writeSIM writes every change this event makes to the SIM's state row in
+// one UPDATE (or none): a newer status or IMEI (newest provider time wins,
+// ties by event id), and the current period's numbers when r is current.
+func (s store) writeSIM(ctx context.Context, o *observation, h simHead, r *periodRow, have map[int]levelMark, levels []int) error {
+	var sets []string
+	var args []any
+	if o.status != "" && newer(o.at, o.eventID, h.statusAt, h.statusEv) {
+		sets = append(sets, "status = ?, status_at = ?, status_event = ?")
+		args = append(args, o.status, o.at, o.eventID)
+	}
+	if o.imei != "" && newer(o.at, o.eventID, h.imeiAt, h.imeiEv) {
+		sets = append(sets, "imei = ?, imei_at = ?, imei_event = ?")
+		args = append(args, o.imei, o.at, o.eventID)
+	}
+	if r != nil && r.isCurrent(h.cur) {
+		lj, last, pct, sortPct, remaining, err := stateOf(r, have, levels)
+		if err != nil {
+			return err
+		}
+		sets = append(sets, `period_key = ?, period_start = ?, period_end = ?, as_of = ?, as_of_event = ?,
+			used = ?, allowed = ?, remaining = ?, unlimited = ?, percent = ?, sort_pct = ?, ended = ?, last_level = ?, levels_json = ?`)
+		args = append(args, r.key, r.start, r.end, r.asOf, r.asOfEvent, r.used, r.allowed, remaining, r.unlimited, pct, sortPct,
+			r.ended, nullInt(last), lj)
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	args = append(args, o.key)
+	if _, err := s.exec(ctx, `UPDATE sim_state SET `+strings.Join(sets, ", ")+` WHERE iccid = ?`, args...); err != nil {
+		return fmt.Errorf("update sim state: %w", err)
+	}
+	return nil
+}
+
+func fmtTime(ns int64) string {
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}

@@ -1,0 +1,187 @@
+// Package thresholds is the threshold-state projector: a durable consumer of
+// simtrail.events.> folded into a SQLite read model that knows, for every
+// SIM and pool, how much of its allowance is used, which levels it crossed
+// and when, and when it will run out. Every level crossing is also written
+// to a transactional outbox and published as a ThresholdCrossed event on
+// simtrail.alerts.threshold.<provider>.<key> (see Publisher).
+//
+// The fold is order-independent: every fact is derived from one event
+// alone and merged with commutative rules (newest provider time wins for
+// state, earliest provider time wins for crossed_at), and every event id is
+// applied once. See README.md for the rules.
+package thresholds
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+
+	"github.com/simtrail/simtrail/pkg/projection"
+)
+
+// Name is the projection's name (URLs, metrics, checkpoint, durable).
+const Name = "thresholds"
+
+// DefaultLevels are the threshold levels in percent when Options.Levels is nil.
+var DefaultLevels = []int{25, 50, 75, 80, 90, 100}
+
+// Options configure the projector. Changing them changes what Apply
+// derives, so the read model must be rebuilt afterwards.
+type Options struct {
+	// Levels in percent; nil means DefaultLevels. Each must be 1..100, and
+	// the list sorted ascending without duplicates.
+	Levels []int
+	// PoolAllowances maps a pool id to its allowed bytes, for providers
+	// that never state a pool's allowance (droam).
+	PoolAllowances map[string]int64
+}
+
+// ErrBadOptions is returned by NewProjector for invalid Options.
+var ErrBadOptions = errors.New("invalid thresholds options")
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Projector implements projection.Projector for the thresholds read model.
+type Projector struct {
+	levels     []int
+	pools      map[string]int64
+	migrations fs.FS
+	stmts      stmtCache
+}
+
+var (
+	_ projection.Projector    = (*Projector)(nil)
+	_ projection.SwapPreparer = (*Projector)(nil)
+)
+
+// NewProjector validates opts and returns the projector.
+func NewProjector(opts Options) (*Projector, error) {
+	levels := opts.Levels
+	if levels == nil {
+		levels = DefaultLevels
+	}
+	if len(levels) == 0 {
+		return nil, fmt.Errorf("%w: at least one level is needed", ErrBadOptions)
+	}
+	for i, l := range levels {
+		if l < 1 || l > 100 {
+			return nil, fmt.Errorf("%w: level %d outside 1..100", ErrBadOptions, l)
+		}
+		if i > 0 && l <= levels[i-1] {
+			return nil, fmt.Errorf("%w: levels must be sorted ascending and unique (%v)", ErrBadOptions, levels)
+		}
+	}
+	pools := make(map[string]int64, len(opts.PoolAllowances))
+	for id, a := range opts.PoolAllowances {
+		if a <= 0 {
+			return nil, fmt.Errorf("%w: pool %q allowance must be positive", ErrBadOptions, id)
+		}
+		pools[id] = a
+	}
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return &Projector{levels: slices.Clone(levels), pools: pools, migrations: sub}, nil
+}
+
+// Name implements projection.Projector.
+func (p *Projector) Name() string { return Name }
+
+// Levels returns the configured levels.
+func (p *Projector) Levels() []int { return slices.Clone(p.levels) }
+
+// Migrations implements projection.Projector: numbered goose SQL files.
+func (p *Projector) Migrations() fs.FS { return p.migrations }
+
+// Apply implements projection.Projector: it folds one event into the read
+// model inside tx. A second copy of an event is a no-op.
+func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message) error {
+	o, ok := derive(m.Event, p.pools)
+	if !ok {
+		return nil
+	}
+	// No "seen event ids" table is needed: every merge below is idempotent
+	// (newest-wins and earliest-wins keyed by (time, event id), min/max,
+	// insert-or-ignore keyed by event id), so a second copy of an event
+	// changes nothing.
+	s := store{tx: tx, c: &p.stmts}
+	var head simHead
+	var err error
+	if o.subjectType == subjectSIM {
+		head, err = s.readSIM(ctx, &o)
+	} else {
+		head.cur, err = s.touchPool(ctx, &o)
+	}
+	if err != nil {
+		return err
+	}
+	var period *periodRow
+	var have map[int]levelMark
+	if o.periodKey != "" {
+		if period, err = s.upsertPeriod(ctx, &o); err != nil {
+			return err
+		}
+		if have, err = s.levels(ctx, o.subjectType, o.key, o.periodKey); err != nil {
+			return err
+		}
+		if err := s.cross(ctx, &o, o.crossings(p.levels), m.Seq, have); err != nil {
+			return err
+		}
+	}
+	if o.alert != nil {
+		if err := s.addAlert(ctx, &o); err != nil {
+			return err
+		}
+	}
+	if o.subjectType == subjectSIM {
+		return s.writeSIM(ctx, &o, head, period, have, p.levels)
+	}
+	if period != nil {
+		return s.refreshPool(ctx, o.key, period, head.cur, have, p.levels)
+	}
+	return nil
+}
+
+// PrepareSwap implements projection.SwapPreparer: before a rebuilt model
+// replaces the live one, its outbox rows for events up to the live
+// position are marked published (they were announced by the live model),
+// except those the live model itself has not published yet, which stay
+// pending so the rebuilt model's publisher sends them.
+func (p *Projector) PrepareSwap(ctx context.Context, fresh, old *sql.DB, upTo uint64) error {
+	if err := MarkOutboxPublished(ctx, fresh, upTo); err != nil {
+		return err
+	}
+	if old == nil {
+		// An offline build (simtrail rebuild --into): nothing is live.
+		return nil
+	}
+	rows, err := old.QueryContext(ctx, `SELECT alert_id FROM outbox WHERE published = 0`)
+	if err != nil {
+		return fmt.Errorf("read live outbox: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("scan live outbox: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read live outbox: %w", err)
+	}
+	for _, id := range ids {
+		if _, err := fresh.ExecContext(ctx, `UPDATE outbox SET published = 0 WHERE alert_id = ?`, id); err != nil {
+			return fmt.Errorf("keep alert pending: %w", err)
+		}
+	}
+	return nil
+}
