@@ -1,6 +1,9 @@
 # simtrail — make run (whole system, embedded JetStream + SQLite, :8080),
-# make test (whole suite), make build (bin/simtrail), make bench, make proto,
-# make lint, make tidy, make fuzz (short fuzzing of every provider parser).
+# make test (whole suite), make build (bin/simtrail), make bench (SPEC §9
+# figures; bench-go: Go micro-benchmarks), make proto,
+# make lint, make tidy, make fuzz (short fuzzing of every provider parser),
+# make faults (fault-injection suite: real processes, SIGKILL, full disks,
+# hostile clients; FAULTS_SHORT=1 is the CI form; needs root for tmpfs).
 
 MODULES := proto pkg services/alertwatcher services/ingest services/timeline services/thresholds services/simtrail
 GO      ?= go
@@ -8,8 +11,9 @@ GO      ?= go
 export CGO_ENABLED := 1
 TESTFLAGS ?= -race -count=1 -timeout 20m
 FUZZTIME  ?= 20s
+FAULTS_SHORT ?=
 
-.PHONY: run build test bench proto lint tidy fuzz clean
+.PHONY: run build test bench bench-go proto lint tidy fuzz faults clean
 
 build:
 	@mkdir -p bin
@@ -18,13 +22,25 @@ build:
 run: build
 	./bin/simtrail dev
 
+# Two passes: everything with the race detector, then the heavy tests
+# (100k-event rebuilds) without it, since it slows SQLite-bound code ~10x.
 test:
 	@set -e; for m in $(MODULES); do \
 		echo "== go test $$m"; \
 		(cd $$m && $(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...); \
 	done
+	@echo "== heavy tests (SIMTRAIL_HEAVY=1, no race detector)"
+	@cd services/simtrail && SIMTRAIL_HEAVY=1 $(GO) test -count=1 -timeout 15m -run 'Heavy' ./...
 
-bench:
+# bench: the SPEC §9 measurements in one run (docs/performance.md); the
+# table goes to stdout, progress to stderr. BENCHFLAGS passes options, e.g.
+# make bench BENCHFLAGS="--events 100000 --profile-dir /tmp/prof".
+# bench-go: the Go micro-benchmarks of every module.
+BENCHFLAGS ?=
+bench: build
+	./bin/simtrail bench $(BENCHFLAGS)
+
+bench-go:
 	@set -e; for m in $(MODULES); do \
 		(cd $$m && $(GO) test -run='^$$' -bench=. -benchmem ./...); \
 	done
@@ -33,6 +49,11 @@ fuzz:
 	cd services/ingest && for f in FuzzParseDroam FuzzParseRoamify FuzzParseTruphone; do \
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./providers/ || exit 1; \
 	done
+
+# The fault suite builds simtrail (go build) and nats-server (from its module) and
+# prints the fault table of docs/reliability.md (FAULTS_REPORT=file saves it).
+faults:
+	cd services/simtrail && FAULTS=1 FAULTS_SHORT=$(FAULTS_SHORT) $(GO) test -count=1 -timeout 30m -v -run '^Test' ./internal/faults/
 
 proto:
 	cd proto && protoc -I . --go_out=. --go_opt=paths=source_relative simtrail/v1/events.proto
