@@ -60,7 +60,7 @@ func fill(t *testing.T, natsURL string, n, sims int) uint64 {
 				Period: &simtrailv1.Period{Id: "pkg@1", Start: timestamppb.New(base), End: timestamppb.New(base.Add(90 * 24 * time.Hour))},
 				Usage: &simtrailv1.UsageSnapshot{UsedBytes: proto.Int64(used[s]), AllowedBytes: proto.Int64(allowed),
 					RemainingBytes: proto.Int64(max(allowed-used[s], 0)),
-					Daily: []*simtrailv1.DailyUsage{{Date: at.Format("2006-01-02"), Location: locations[s%3], DataBytes: used[s] / 4}}}}
+					Daily:          []*simtrailv1.DailyUsage{{Date: at.Format("2006-01-02"), Location: locations[s%3], DataBytes: used[s] / 4}}}}
 			ev.Body = &simtrailv1.Event_Usage{Usage: &simtrailv1.UsageReported{PackageId: "pkg"}}
 		}
 		data, err := events.Encode(ev)
