@@ -1,7 +1,6 @@
 package thresholds
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -9,66 +8,36 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/simtrail/simtrail/pkg/events"
 	"github.com/simtrail/simtrail/pkg/httpx"
 	"github.com/simtrail/simtrail/pkg/natstest"
 	"github.com/simtrail/simtrail/pkg/projection"
+	"github.com/simtrail/simtrail/pkg/projection/projtest"
 	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 )
 
-// Environment of the crash test's child process.
-const (
-	envChild   = "THRESHOLDS_CRASH_CHILD"
-	envNATSURL = "THRESHOLDS_CRASH_NATS_URL"
-	envDBPath  = "THRESHOLDS_CRASH_DB"
-)
+func TestMain(m *testing.M) { projtest.Main(m, serveChild) }
 
-func TestMain(m *testing.M) {
-	if os.Getenv(envChild) == "1" {
-		if err := runChild(); err != nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// runChild is the process the crash test kills: runner, outbox publisher
+// serveChild is the process the crash test kills: runner, outbox publisher
 // and query API, wired like the simtrail command, over the NATS server and
-// DB file from the environment. It announces its HTTP address on stdout.
-func runChild() error {
-	ctx := context.Background()
-	nc, err := nats.Connect(os.Getenv(envNATSURL))
-	if err != nil {
-		return err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+// DB file it is given.
+func serveChild(ctx context.Context, js jetstream.JetStream, dbPath string) (http.Handler, error) {
 	p, err := NewProjector(genOptions())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	db, err := projection.Open(ctx, os.Getenv(envDBPath), p.Migrations())
+	db, err := projection.Open(ctx, dbPath, p.Migrations())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	log := slog.New(slog.DiscardHandler)
 	var pub *Publisher
@@ -76,7 +45,7 @@ func runChild() error {
 	r, err := projection.NewRunner(ctx, p, db, js, projection.Config{Durable: "thresholds-crash", BatchSize: 50, Logger: log,
 		AfterCommit: func(uint64) { pub.Notify() }})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pub = NewPublisher(r, js, log)
 	go func() { _ = r.Run(ctx) }()
@@ -84,87 +53,7 @@ func runChild() error {
 	e := httpx.NewEcho(log)
 	Routes(e, r)
 	e.GET("/v1/projections", projection.ProjectionsHandler(r))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	fmt.Printf("LISTEN http://%s\n", ln.Addr())
-	return http.Serve(ln, e)
-}
-
-type child struct {
-	cmd *exec.Cmd
-	url string
-}
-
-func startChild(t *testing.T, natsURL, dbPath string) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChild+"=1", envNATSURL+"="+natsURL, envDBPath+"="+dbPath)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd}
-	t.Cleanup(c.kill)
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "LISTEN "); ok {
-				line <- u
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case c.url = <-line:
-	case <-time.After(30 * time.Second):
-		t.Fatal("child did not start listening")
-	}
-	return c
-}
-
-// kill sends SIGKILL: no deferred code, no clean shutdown.
-func (c *child) kill() {
-	if c.cmd.ProcessState != nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	_ = c.cmd.Wait()
-}
-
-func (c *child) position() uint64 {
-	resp, err := http.Get(c.url + "/v1/projections")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	var st struct {
-		Projections []struct {
-			Position uint64 `json:"position"`
-		} `json:"projections"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&st) != nil || len(st.Projections) == 0 {
-		return 0
-	}
-	return st.Projections[0].Position
-}
-
-func (c *child) waitPosition(seq uint64, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if c.position() >= seq {
-			return true
-		}
-		time.Sleep(2 * time.Millisecond) // poll interval; correctness never depends on it
-	}
-	return false
+	return e, nil
 }
 
 // snapshotAPI fetches every endpoint for every SIM and pool, and the fleet
@@ -274,18 +163,18 @@ func TestCrashRecovery(t *testing.T) {
 	slices.Sort(targets)
 	midStream := 0
 	for i, target := range targets {
-		c := startChild(t, s.URL(), dbPath)
-		if !c.waitPosition(target, 30*time.Second) {
+		c := projtest.Start(t, s.URL(), dbPath)
+		if !c.WaitPosition(target, 30*time.Second) {
 			t.Fatalf("kill %d: child did not reach %d", i, target)
 		}
 		if streaming.Load() {
 			midStream++
 		}
-		c.kill()
+		c.Kill()
 	}
 	last := <-lastSeq
-	c := startChild(t, s.URL(), dbPath)
-	if !c.waitPosition(last, 30*time.Second) {
+	c := projtest.Start(t, s.URL(), dbPath)
+	if !c.WaitPosition(last, 30*time.Second) {
 		t.Fatalf("final child did not reach %d", last)
 	}
 	// Wait for the outbox of the killed-and-restarted model to drain.
@@ -308,7 +197,7 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval only
 	}
-	got := snapshotAPI(t, c.url, iccids, append(slices.Clone(genPools), "no-such-pool"))
+	got := snapshotAPI(t, c.URL, iccids, append(slices.Clone(genPools), "no-such-pool"))
 
 	// Clean rebuild from sequence 1 into a fresh file.
 	ctx := context.Background()

@@ -1,166 +1,46 @@
 package timeline_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/simtrail/simtrail/pkg/httpx"
 	"github.com/simtrail/simtrail/pkg/natstest"
 	"github.com/simtrail/simtrail/pkg/projection"
+	"github.com/simtrail/simtrail/pkg/projection/projtest"
 	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 	"github.com/simtrail/simtrail/services/timeline"
 )
 
-// Environment of the crash test's child process.
-const (
-	envChild   = "TIMELINE_CRASH_CHILD"
-	envNATSURL = "TIMELINE_CRASH_NATS_URL"
-	envDBPath  = "TIMELINE_CRASH_DB"
-)
+func TestMain(m *testing.M) { projtest.Main(m, serveChild) }
 
-func TestMain(m *testing.M) {
-	if os.Getenv(envChild) == "1" {
-		if err := runChild(); err != nil {
-			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// runChild is the projector process the crash test kills: a runner over
-// the DB file and the NATS server from the environment, and the query API
-// on a random 127.0.0.1 port, announced on stdout. It runs until killed.
-func runChild() error {
-	ctx := context.Background()
-	nc, err := nats.Connect(os.Getenv(envNATSURL))
-	if err != nil {
-		return err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+// serveChild is the projector process the crash test kills: a runner over
+// the DB file and NATS server it is given, and the query API.
+func serveChild(ctx context.Context, js jetstream.JetStream, dbPath string) (http.Handler, error) {
 	p := timeline.NewProjector()
-	db, err := projection.Open(ctx, os.Getenv(envDBPath), p.Migrations())
+	db, err := projection.Open(ctx, dbPath, p.Migrations())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	log := slog.New(slog.DiscardHandler)
 	// Small batches: more commits, so more kills land between and inside them.
 	r, err := projection.NewRunner(ctx, p, db, js, projection.Config{Durable: "timeline-crash", BatchSize: 100, Logger: log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	go func() { _ = r.Run(ctx) }()
 	e := httpx.NewEcho(log)
 	timeline.Routes(e, r)
 	e.GET("/v1/projections", projection.ProjectionsHandler(r))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	fmt.Printf("LISTEN http://%s\n", ln.Addr())
-	return http.Serve(ln, e)
-}
-
-// child is one running projector process.
-type child struct {
-	cmd *exec.Cmd
-	url string
-}
-
-func startChild(t *testing.T, natsURL, dbPath string) *child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChild+"=1", envNATSURL+"="+natsURL, envDBPath+"="+dbPath)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd}
-	t.Cleanup(func() { c.kill() })
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "LISTEN "); ok {
-				line <- u
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case c.url = <-line:
-	case <-time.After(30 * time.Second):
-		t.Fatal("child did not start listening")
-	}
-	return c
-}
-
-// kill sends SIGKILL: no deferred code, no clean shutdown.
-func (c *child) kill() {
-	if c.cmd.ProcessState != nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	_ = c.cmd.Wait()
-}
-
-// position asks the child for its projection position (0 when it does not
-// answer yet).
-func (c *child) position() uint64 {
-	resp, err := http.Get(c.url + "/v1/projections")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	var st struct {
-		Projections []struct {
-			Position uint64 `json:"position"`
-		} `json:"projections"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&st) != nil || len(st.Projections) == 0 {
-		return 0
-	}
-	return st.Projections[0].Position
-}
-
-// waitPosition polls until the child has applied at least seq.
-func (c *child) waitPosition(t *testing.T, seq uint64, within time.Duration) bool {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if c.position() >= seq {
-			return true
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval; correctness never depends on it
-	}
-	return false
+	return e, nil
 }
 
 // TestCrashRecovery streams a few thousand events (out of order, with
@@ -211,41 +91,41 @@ func TestCrashRecovery(t *testing.T) {
 		targets[i] = 1 + uint64(rng.IntN(len(plan)-1))
 	}
 	slices.Sort(targets)
-	c := startChild(t, s.URL(), dbPath)
+	c := projtest.Start(t, s.URL(), dbPath)
 	killed := 0
 	for _, target := range targets {
 		// Kill at a random point: right after a restart (while it
 		// recreates its consumer), or once it has applied a random part
 		// of the log — it is then inside its next batch or waiting.
 		if rng.IntN(5) > 0 {
-			c.waitPosition(t, target, 30*time.Second)
+			c.WaitPosition(target, 30*time.Second)
 		}
-		at := c.position()
-		c.kill()
+		at := c.Position()
+		c.Kill()
 		killed++
 		t.Logf("kill %d: child at %d (target %d)", killed, at, target)
-		c = startChild(t, s.URL(), dbPath)
+		c = projtest.Start(t, s.URL(), dbPath)
 	}
 	<-published
 	if killed < 5 {
 		t.Fatalf("only %d kills", killed)
 	}
-	if !c.waitPosition(t, last, 60*time.Second) {
-		t.Fatalf("restarted projector stuck at %d, want %d", c.position(), last)
+	if !c.WaitPosition(last, 60*time.Second) {
+		t.Fatalf("restarted projector stuck at %d, want %d", c.Position(), last)
 	}
 
 	clean := startProjection(t, js, filepath.Join(t.TempDir(), "clean.db"), "timeline-clean")
 	clean.waitFor(t, last)
 
 	iccids := genIccids(nSIMs)
-	crashed := queryAll(t, c.url, iccids, nil)
+	crashed := queryAll(t, c.URL, iccids, nil)
 	rebuilt := queryAll(t, clean.url, iccids, nil)
 	// Full timelines in big pages as well.
 	for _, id := range iccids {
-		for _, base := range []string{c.url, clean.url} {
+		for _, base := range []string{c.URL, clean.url} {
 			body := pageAll(t, base, "/v1/sims/"+id+"/events?limit=500")
 			r := response{name: "all events " + id, path: "/v1/sims/" + id + "/events?limit=500 (all pages)", status: http.StatusOK, body: body}
-			if base == c.url {
+			if base == c.URL {
 				crashed = append(crashed, r)
 			} else {
 				rebuilt = append(rebuilt, r)
