@@ -217,6 +217,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			backoff = 100 * time.Millisecond
 			continue
 		}
+		if IsStorageError(err) {
+			// Nothing was committed; reopen the writer so a repaired disk
+			// (space freed, remounted read-write) is seen on the retry.
+			r.resetConns()
+		}
 		r.log.Warn("consumer session ended; retrying", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
@@ -402,6 +407,9 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 				if ctx.Err() != nil {
 					return res, ctx.Err()
 				}
+				if IsStorageError(err) {
+					return res, fmt.Errorf("apply seq %d: %w", m.Seq, err)
+				}
 				return res, errNeedCareful
 			}
 			res.Applied++
@@ -426,6 +434,10 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 			}
 			if ctx.Err() != nil {
 				return res, ctx.Err()
+			}
+			if IsStorageError(lastErr) {
+				// Not the event's fault: retry the batch later, never poison.
+				return res, fmt.Errorf("apply seq %d: %w", m.Seq, lastErr)
 			}
 			time.Sleep(time.Duration(attempts) * 10 * time.Millisecond)
 		}
