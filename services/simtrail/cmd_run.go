@@ -81,7 +81,7 @@ func serviceCmd(use, short, defAddr string, setup func(cfg *app.Config, cmd *cob
 		Use:   use,
 		Short: short,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := newLogger(cmd).With("service", use)
+			log := newLogger(cmd) // components add their own service or projection attribute
 			cfg := app.Config{NATS: nf.conn("simtrail-" + use), Stream: nf.stream(), ConsumerSuffix: suffix, Logger: log}
 			if err := hf.apply(&cfg); err != nil {
 				return err
