@@ -329,9 +329,25 @@ func (s *Service) accept(c echo.Context, p simtrailv1.Provider, body []byte, now
 	c.Response().Header().Set("X-Event-Position", strconv.FormatUint(ack.Sequence, 10))
 	c.Response().Header().Set("X-Event-Id", ev.GetId())
 	if roamifyStyle {
-		return c.JSON(http.StatusOK, roamifyAck{Code: 200, Status: "success"})
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, roamifyAckBody)
 	}
-	return c.JSON(http.StatusOK, accepted{Status: "accepted", Events: []acceptedEvent{{ID: ev.GetId(), Position: ack.Sequence}}})
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, acceptedBody(ev.GetId(), ack.Sequence))
+}
+
+// roamifyAckBody is roamifyAck{200, "success"} as encoding/json writes it.
+var roamifyAckBody = []byte(`{"code":200,"status":"success"}` + "\n")
+
+// acceptedBody renders accepted{Status: "accepted", Events: [{id, pos}]}
+// by appending, not through encoding/json's reflection: it is on every
+// request's path. The id is lower hex, so it needs no escaping.
+func acceptedBody(id string, pos uint64) []byte {
+	b := make([]byte, 0, 64+len(id))
+	b = append(b, `{"status":"accepted","events":[{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","position":`...)
+	b = strconv.AppendUint(b, pos, 10)
+	b = append(b, "}]}\n"...)
+	return b
 }
 
 // quarantine keeps an authenticated non-JSON body under

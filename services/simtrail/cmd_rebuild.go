@@ -126,10 +126,6 @@ func rebuildOffline(ctx context.Context, cc natsx.ConnConfig, p projection.Proje
 		return err
 	}
 	defer db.Close()
-	restore, err := db.BulkMode(ctx)
-	if err != nil {
-		return err
-	}
 	bar := newBar(w, -1, "rebuilding "+p.Name())
 	started := time.Now()
 	pos, err := projection.Build(ctx, js, events.StreamName, p, db, projection.BuildOptions{
@@ -145,9 +141,6 @@ func rebuildOffline(ctx context.Context, cc natsx.ConnConfig, p projection.Proje
 		return err
 	}
 	_ = bar.Finish()
-	if err := restore(ctx); err != nil {
-		return err
-	}
 	if sp, ok := p.(projection.SwapPreparer); ok {
 		// Nothing of what this file holds is news: mark it announced.
 		if err := sp.PrepareSwap(ctx, db.Writer, nil, pos); err != nil {

@@ -24,7 +24,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newDevCmd(), newIngestCmd(), newTimelineCmd(), newThresholdsCmd(), newSendCmd(), newTailCmd(), newRebuildCmd(), newTruphoneCmd())
+	root.AddCommand(newDevCmd(), newIngestCmd(), newTimelineCmd(), newThresholdsCmd(), newSendCmd(), newTailCmd(), newRebuildCmd(), newLoadgenCmd(), newBenchCmd(), newTruphoneCmd())
 	return root
 }
 

@@ -1,0 +1,405 @@
+// Package bench is `simtrail bench`: it measures simtrail against the
+// quality bars of SPEC §9 in one run on one machine, starting everything it
+// needs in this process (embedded JetStream, SQLite files in a temporary
+// directory, HTTP on 127.0.0.1 random ports) and printing one table.
+//
+// Phases: ingest (durable webhooks/s vs a bare echo handler under the same
+// load generator), fill (one million events published straight to the
+// stream), rebuild (events/s of projection.Build per projection vs plain
+// batched SQLite inserts of the same rows), queries (31-day usage and fleet
+// threshold queries, 50 clients) and freshness (webhook 2xx to visible in
+// each read model at a steady rate). Memory is sampled throughout.
+//
+// Benchmarks are measurements, not tests: nothing here asserts a speed.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/simtrail/simtrail/services/simtrail/internal/app"
+	"github.com/simtrail/simtrail/services/simtrail/internal/loadgen"
+)
+
+// Options size the run. Zero values take the defaults of `make bench`.
+type Options struct {
+	// Events stored for the rebuild and query phases (default 1,000,000).
+	Events int
+	// Sims is the fleet size (default 10,000).
+	Sims int
+	// Seed of the generated traffic.
+	Seed uint64
+	// Concurrency of the ingest load (default 64 keep-alive connections).
+	Concurrency int
+	// IngestDuration is each of the two ingest runs (default 10 s).
+	IngestDuration time.Duration
+	// QueryClients and QueryDuration drive each query kind (50, 5 s).
+	QueryClients  int
+	QueryDuration time.Duration
+	// FreshRate and FreshDuration drive the freshness phase (1000/s, 10 s).
+	FreshRate     float64
+	FreshDuration time.Duration
+	// Dir holds the temporary data (default: a new directory under the
+	// system temp dir, removed afterwards).
+	Dir string
+	// Phases limits the run to these phase names (ingest, rebuild, queries,
+	// freshness); rebuild also fills the stream queries and freshness use.
+	// Empty runs all.
+	Phases []string
+	// Log receives progress lines and bars (default io.Discard).
+	Log io.Writer
+	// Logger is the services' logger (default: warnings to Log).
+	Logger *slog.Logger
+	// Bar draws progress bars on Log.
+	Bar bool
+	// ProfileDir, when set, receives a CPU profile per phase
+	// (<phase>.cpu.pprof), for `go tool pprof`.
+	ProfileDir string
+}
+
+func (o *Options) defaults() {
+	if o.Events <= 0 {
+		o.Events = 1_000_000
+	}
+	if o.Sims <= 0 {
+		o.Sims = 10_000
+	}
+	if o.Seed == 0 {
+		o.Seed = 42
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 64
+	}
+	if o.IngestDuration <= 0 {
+		o.IngestDuration = 10 * time.Second
+	}
+	if o.QueryClients <= 0 {
+		o.QueryClients = 50
+	}
+	if o.QueryDuration <= 0 {
+		o.QueryDuration = 5 * time.Second
+	}
+	if o.FreshRate <= 0 {
+		o.FreshRate = 1000
+	}
+	if o.FreshDuration <= 0 {
+		o.FreshDuration = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if _, ok := o.Log.(*lockedWriter); !ok {
+		// Progress lines, bars and the services' logger share it.
+		o.Log = &lockedWriter{w: o.Log}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+}
+
+func (o *Options) want(phase string) bool {
+	if len(o.Phases) == 0 {
+		return true
+	}
+	for _, p := range o.Phases {
+		if p == phase {
+			return true
+		}
+	}
+	return false
+}
+
+// Result holds every figure of a run.
+type Result struct {
+	Machine Machine
+	Opts    Options
+	Started time.Time
+	Took    time.Duration
+
+	Ingest    *IngestResult
+	Rebuild   *RebuildResult
+	Queries   []QueryResult
+	Freshness []FreshnessResult
+	Memory    []PhaseMemory
+	PeakRSS   int64 // VmHWM at the end, bytes
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs     int
+	CPUModel string
+	Go       string
+	Commit   string
+}
+
+// Run executes the selected phases and returns their figures.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	o.defaults()
+	res := &Result{Machine: DescribeMachine(), Opts: o, Started: time.Now()}
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "simtrail-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	mem := startMemSampler(o.ProfileDir)
+	defer mem.stop()
+
+	if o.want("ingest") {
+		r, err := benchIngest(ctx, o, dir, mem)
+		if err != nil {
+			return res, fmt.Errorf("ingest phase: %w", err)
+		}
+		res.Ingest = r
+	}
+	needStore := o.want("rebuild") || o.want("queries") || o.want("freshness")
+	storeDir := dirJoin(dir, "store")
+	if needStore {
+		mem.phase("fill")
+		r, err := benchRebuild(ctx, o, storeDir, mem)
+		if err != nil {
+			return res, fmt.Errorf("rebuild phase: %w", err)
+		}
+		res.Rebuild = r
+	}
+	if o.want("queries") || o.want("freshness") {
+		mem.phase("queries")
+		q, f, err := benchServing(ctx, o, storeDir, mem)
+		if err != nil {
+			return res, fmt.Errorf("serving phases: %w", err)
+		}
+		res.Queries, res.Freshness = q, f
+	}
+	mem.stop()
+	res.Memory = mem.result()
+	res.PeakRSS = readStatus("VmHWM")
+	res.Took = time.Since(res.Started)
+	return res, nil
+}
+
+func dirJoin(a, b string) string { return strings.TrimRight(a, "/") + "/" + b }
+
+// startSystem starts an app and serves it until the returned stop is
+// called.
+func startSystem(ctx context.Context, cfg app.Config) (*app.App, func() error, error) {
+	cfg.Embedded = true
+	cfg.EmbeddedHost = "127.0.0.1"
+	cfg.EmbeddedPort = -1
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.ManageStream = true
+	a, err := app.Start(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(rctx) }()
+	stop := func() error {
+		cancel()
+		return <-done
+	}
+	// Ready when /readyz answers 200 (NATS connected, databases answer).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + a.Addr() + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a, stop, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = stop()
+			return nil, nil, errors.New("system not ready within 30 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// DescribeMachine reads the CPU count and model, the Go version and the git
+// commit of the working directory.
+func DescribeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, CPUModel: "unknown", Commit: "unknown"}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		m.Commit = strings.TrimSpace(string(out))
+		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+			m.Commit += "+dirty"
+		}
+	}
+	return m
+}
+
+// readStatus returns a /proc/self/status memory field in bytes (0 when the
+// file is not there, as outside Linux).
+func readStatus(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k != field {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			return 0
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		return n * 1024
+	}
+	return 0
+}
+
+// PhaseMemory is the largest VmRSS sampled during a phase.
+type PhaseMemory struct {
+	Phase  string
+	MaxRSS int64
+}
+
+// memSampler samples VmRSS every 100 ms and attributes it to the current
+// phase. The kernel's high-water mark (VmHWM) cannot be reset per phase, so
+// per-phase figures are sampled maxima.
+type memSampler struct {
+	mu     sync.Mutex
+	cur    string
+	order  []string
+	max    map[string]int64
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+	active atomic.Bool
+
+	profileDir string
+	profile    *os.File
+}
+
+func startMemSampler(profileDir string) *memSampler {
+	m := &memSampler{max: map[string]int64{}, done: make(chan struct{}), profileDir: profileDir}
+	m.active.Store(true)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.done:
+				m.sample()
+				return
+			case <-t.C:
+				m.sample()
+			}
+		}
+	}()
+	return m
+}
+
+func (m *memSampler) sample() {
+	rss := readStatus("VmRSS")
+	m.mu.Lock()
+	if m.cur != "" && rss > m.max[m.cur] {
+		m.max[m.cur] = rss
+	}
+	m.mu.Unlock()
+}
+
+func (m *memSampler) phase(name string) {
+	m.sample() // the end of the previous phase belongs to it
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.switchProfile(name)
+	m.cur = name
+	if _, ok := m.max[name]; !ok {
+		m.order = append(m.order, name)
+		m.max[name] = 0
+	}
+}
+
+// switchProfile ends the previous phase's CPU profile and starts name's.
+func (m *memSampler) switchProfile(name string) {
+	if m.profileDir == "" {
+		return
+	}
+	if m.profile != nil {
+		pprof.StopCPUProfile()
+		m.profile.Close()
+		m.profile = nil
+	}
+	if name == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(m.profileDir, strings.ReplaceAll(name, " ", "-")+".cpu.pprof"))
+	if err != nil {
+		return
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return
+	}
+	m.profile = f
+}
+
+func (m *memSampler) stop() {
+	m.once.Do(func() {
+		m.mu.Lock()
+		m.switchProfile("")
+		m.mu.Unlock()
+		close(m.done)
+		m.wg.Wait()
+	})
+}
+
+func (m *memSampler) result() []PhaseMemory {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]PhaseMemory, 0, len(m.order))
+	for _, p := range m.order {
+		out = append(out, PhaseMemory{Phase: p, MaxRSS: m.max[p]})
+	}
+	return out
+}
+
+// fleetClient is the query and freshness clients' shared transport.
+func fleetClient(n int) *http.Client { return loadgen.NewClient(n) }
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

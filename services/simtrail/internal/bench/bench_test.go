@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs every phase tiny, so the harness keeps compiling and
+// working. It checks that each phase produces sane, non-zero figures; it
+// never checks a speed (benchmarks are not timed tests).
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts JetStream and HTTP servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	res, err := Run(ctx, Options{
+		Events: 2000, Sims: 200, Concurrency: 8,
+		IngestDuration: time.Second, QueryClients: 4, QueryDuration: 500 * time.Millisecond,
+		FreshRate: 200, FreshDuration: time.Second,
+		Dir: t.TempDir(), Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, log.String())
+	}
+
+	in := res.Ingest
+	if in == nil || in.Echo.OK == 0 || in.Ingest.OK == 0 || in.Ratio() <= 0 {
+		t.Fatalf("ingest figures: %+v", in)
+	}
+	if in.Ingest.OK != in.Ingest.Sent {
+		t.Errorf("ingest answered non-2xx: %s", in.Ingest)
+	}
+	if in.Ingest.Latency.Quantile(0.99) <= 0 {
+		t.Errorf("no ingest latency recorded")
+	}
+
+	rb := res.Rebuild
+	if rb == nil || rb.BaselineRows != 2000 || rb.BaselineRate() <= 0 || len(rb.Builds) != 2 {
+		t.Fatalf("rebuild figures: %+v", rb)
+	}
+	for _, b := range rb.Builds {
+		// Every stored event reaches Apply (the timeline ignores none
+		// here: all generated events have an ICCID).
+		if b.Applied != 2000 || b.Rate() <= 0 {
+			t.Errorf("build %s applied %d at %.0f/s", b.Name, b.Applied, b.Rate())
+		}
+	}
+
+	if len(res.Queries) != 2 {
+		t.Fatalf("%d query results", len(res.Queries))
+	}
+	for _, q := range res.Queries {
+		if q.Queries == 0 || q.Non200 != 0 || q.Latency.Quantile(0.5) <= 0 {
+			t.Errorf("query %s: %d queries, %d non-200 (%s)", q.Name, q.Queries, q.Non200, q.FirstBad)
+		}
+	}
+
+	if len(res.Freshness) != 2 {
+		t.Fatalf("%d freshness results", len(res.Freshness))
+	}
+	for _, f := range res.Freshness {
+		if f.Webhooks == 0 || f.Missed != 0 {
+			t.Errorf("freshness %s: %d webhooks measured, %d never visible", f.Model, f.Webhooks, f.Missed)
+		}
+	}
+
+	if res.PeakRSS <= 0 || len(res.Memory) < 5 {
+		t.Errorf("memory: peak %d, phases %+v", res.PeakRSS, res.Memory)
+	}
+	var out bytes.Buffer
+	if err := res.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"commit", "CPUs", "ratio ingest / echo", "projection.Build timeline", "projection.Build thresholds",
+		"usage 31 days", "fleet thresholds", "visible in timeline", "visible in thresholds", "VmHWM"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Logf("\n%s", out.String())
+}

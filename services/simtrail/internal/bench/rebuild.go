@@ -1,0 +1,355 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/schollz/progressbar/v3"
+	"github.com/simtrail/simtrail/pkg/events"
+	"github.com/simtrail/simtrail/pkg/natsx"
+	"github.com/simtrail/simtrail/pkg/projection"
+	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
+	"github.com/simtrail/simtrail/services/ingest/providers"
+	"github.com/simtrail/simtrail/services/simtrail/internal/loadgen"
+	"github.com/simtrail/simtrail/services/thresholds"
+	"github.com/simtrail/simtrail/services/timeline"
+)
+
+// RebuildResult holds the fill, the SQLite baseline and each projection's
+// rebuild.
+type RebuildResult struct {
+	Events       int           // events stored
+	FillTook     time.Duration // publishing them
+	BaselineRows int
+	BaselineTook time.Duration
+	Builds       []BuildResult
+}
+
+// BaselineRate is rows/s of plain batched inserts.
+func (r *RebuildResult) BaselineRate() float64 { return rate(r.BaselineRows, r.BaselineTook) }
+
+// BuildResult is one projection's rebuild from sequence 1.
+type BuildResult struct {
+	Name    string
+	Applied int
+	Took    time.Duration
+}
+
+// Rate is events/s.
+func (b BuildResult) Rate() float64 { return rate(b.Applied, b.Took) }
+
+func rate(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// baseRow is the sim_event row an event makes, for the SQLite baseline.
+type baseRow struct {
+	id, iccid, kind, provider, providerType string
+	at                                      int64
+	status, imei, msisdn                    string
+	hasUsage, unlimited                     bool
+	used, remaining, allowed                *int64
+}
+
+func projectors() ([]projection.Projector, error) {
+	th, err := thresholds.NewProjector(thresholds.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return []projection.Projector{timeline.NewProjector(), th}, nil
+}
+
+func (o Options) bar(total int, desc string) *progressbar.ProgressBar {
+	if !o.Bar {
+		return nil
+	}
+	return progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(o.Log),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(o.Log) }),
+	)
+}
+
+func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (*RebuildResult, error) {
+	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{Port: -1, StoreDir: dirJoin(dir, "jetstream")})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	nc, err := natsx.Connect(natsx.ConnConfig{URLs: ns.ClientURL(), Name: "simtrail-bench"})
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	var pubErrs atomic.Int64
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192),
+		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { pubErrs.Add(1) }))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := natsx.EnsureStream(ctx, js, natsx.StreamConfig{}); err != nil {
+		return nil, err
+	}
+	res := &RebuildResult{Events: o.Events}
+
+	// Fill: generated bodies through the real parsers, published async.
+	fmt.Fprintf(o.Log, "fill: %d events for %d SIMs\n", o.Events, o.Sims)
+	rows, took, err := fill(ctx, o, js)
+	if err != nil {
+		return nil, err
+	}
+	if n := pubErrs.Load(); n > 0 {
+		return nil, fmt.Errorf("fill: %d publishes failed", n)
+	}
+	res.FillTook = took
+
+	// Baseline: the same sim_event rows straight into SQLite.
+	mem.phase("sqlite baseline")
+	base, err := projection.Open(ctx, dirJoin(dir, "baseline.db"), timeline.NewProjector().Migrations())
+	if err != nil {
+		return nil, err
+	}
+	res.BaselineRows = len(rows)
+	res.BaselineTook, err = insertBaseline(ctx, base.Writer, rows)
+	base.Close()
+	if err != nil {
+		return nil, err
+	}
+	rows = nil
+	runtime.GC()
+	debug.FreeOSMemory()
+
+	ps, err := projectors()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		mem.phase("rebuild " + p.Name())
+		fmt.Fprintf(o.Log, "rebuild: %s from sequence 1\n", p.Name())
+		db, err := projection.Open(ctx, dirJoin(dir, p.Name()+".db"), p.Migrations())
+		if err != nil {
+			return nil, err
+		}
+		bar := o.bar(o.Events, "rebuild "+p.Name())
+		applied := 0
+		start := time.Now()
+		pos, err := projection.Build(ctx, js, events.StreamName, p, db, projection.BuildOptions{
+			Progress: func(pr projection.Progress) {
+				applied = pr.Applied
+				if bar != nil {
+					_ = bar.Set(pr.Applied)
+				}
+			},
+		})
+		took := time.Since(start)
+		if bar != nil {
+			_ = bar.Finish()
+		}
+		if err == nil {
+			// A rebuilt outbox is history, not news: mark it announced so
+			// the serving phases do not publish a million old alerts.
+			// (thresholds.PrepareSwap needs a live model; there is none.)
+			if p.Name() == thresholds.Name {
+				err = thresholds.MarkOutboxPublished(ctx, db.Writer, pos)
+			}
+		}
+		db.Close()
+		if err != nil {
+			return nil, fmt.Errorf("build %s: %w", p.Name(), err)
+		}
+		res.Builds = append(res.Builds, BuildResult{Name: p.Name(), Applied: applied, Took: took})
+	}
+	return res, nil
+}
+
+// fill publishes o.Events generated events (no duplicates) from one
+// goroutine per CPU, each owning a shard of the fleet,
+// so every SIM's events keep their generated order in the stream.
+func fill(ctx context.Context, o Options, js jetstream.JetStream) ([]baseRow, time.Duration, error) {
+	workers := max(runtime.NumCPU(), 1)
+	workers = min(workers, o.Sims)
+	rows := make([]baseRow, o.Events)
+	var done atomic.Int64
+	bar := o.bar(o.Events, "fill")
+	stopBar := make(chan struct{})
+	var bwg sync.WaitGroup
+	if bar != nil {
+		bwg.Add(1)
+		go func() {
+			defer bwg.Done()
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stopBar:
+					_ = bar.Set(int(done.Load()))
+					_ = bar.Finish()
+					return
+				case <-t.C:
+					_ = bar.Set(int(done.Load()))
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := loadgen.NewGenerator(loadgen.Config{Sims: o.Sims, Seed: o.Seed + 1, DuplicateRate: -1}, w, workers)
+			for i := w; i < o.Events; i += workers {
+				if ctx.Err() != nil {
+					errs <- ctx.Err()
+					return
+				}
+				req := g.Next()
+				ev, err := parseRequest(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				data, err := events.Encode(ev)
+				if err != nil {
+					errs <- err
+					return
+				}
+				msg := &nats.Msg{Subject: events.Subject(ev), Data: data, Header: nats.Header{}}
+				for k, v := range events.Headers(ev) {
+					// Without Nats-Msg-Id: the fill has no duplicates, and a
+					// million ids in the de-duplication window would sit in
+					// this process's heap (the embedded server's) for the
+					// rest of the run, taxing every later phase's GC. A real
+					// rebuild reads a log mostly older than the window, and
+					// a deployed projector does not share the server's heap.
+					if k != events.HeaderMsgID {
+						msg.Header.Set(k, v)
+					}
+				}
+				if _, err := js.PublishMsgAsync(msg); err != nil {
+					errs <- fmt.Errorf("publish: %w", err)
+					return
+				}
+				rows[i] = rowOf(ev)
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(2 * time.Minute):
+		return nil, 0, errors.New("fill: publishes not acknowledged within 2 minutes")
+	}
+	took := time.Since(start)
+	close(stopBar)
+	bwg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, 0, err
+	}
+	return rows, took, nil
+}
+
+// parseRequest turns a generated webhook into its canonical event, as
+// ingest does; receipt is a second after the provider time.
+func parseRequest(r *loadgen.Request) (*simtrailv1.Event, error) {
+	parse := providers.ParseRoamify
+	switch r.Provider {
+	case loadgen.Droam:
+		parse = providers.ParseDroam
+	case loadgen.Truphone:
+		parse = providers.ParseTruphone
+	}
+	p, err := parse(r.Body, r.At.Add(time.Second))
+	if err != nil {
+		return nil, err
+	}
+	return p.Event, nil
+}
+
+func rowOf(ev *simtrailv1.Event) baseRow {
+	r := baseRow{
+		id: ev.GetId(), iccid: ev.GetIccid(), kind: events.KindName(ev.GetKind()),
+		provider: events.ProviderName(ev.GetProvider()), providerType: ev.GetProviderType(),
+		at: ev.GetOccurredAt().AsTime().UnixNano(), status: ev.GetSim().GetStatus(),
+		imei: ev.GetSim().GetImei(), msisdn: ev.GetSim().GetMsisdn(),
+	}
+	if u := ev.GetSim().GetUsage(); u != nil {
+		r.hasUsage, r.unlimited = true, u.GetUnlimited()
+		r.used, r.remaining, r.allowed = u.UsedBytes, u.RemainingBytes, u.AllowedBytes
+	}
+	return r
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullInt(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// insertBaseline writes rows into the timeline's sim_event table (same
+// schema and indexes, same pragmas as projection.Open and Build) with one
+// prepared statement per 1000-row transaction.
+func insertBaseline(ctx context.Context, w *sql.DB, rows []baseRow) (time.Duration, error) {
+	const batch = 1000
+	// The same WAL setting projection.Build uses, so the two differ only
+	// in what they write.
+	if _, err := w.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 10000"); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := 0; i < len(rows); i += batch {
+		tx, err := w.BeginTx(ctx, nil)
+		if err != nil {
+			return 0, err
+		}
+		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO sim_event(id, iccid, kind, provider, provider_type, at,
+			status, imei, msisdn, has_usage, used_bytes, remaining_bytes, allowed_bytes, unlimited, detail)
+			VALUES(?,?,?,?,?,?, ?,?,?,?,?,?,?,?,?)`)
+		if err != nil {
+			_ = tx.Rollback()
+			return 0, err
+		}
+		for _, r := range rows[i:min(i+batch, len(rows))] {
+			if _, err := st.ExecContext(ctx, r.id, r.iccid, r.kind, r.provider, r.providerType, r.at,
+				nullable(r.status), nullable(r.imei), nullable(r.msisdn), r.hasUsage,
+				nullInt(r.used), nullInt(r.remaining), nullInt(r.allowed), r.unlimited, `{"entry":"`+r.kind+`"}`); err != nil {
+				_ = tx.Rollback()
+				return 0, fmt.Errorf("baseline insert: %w", err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}

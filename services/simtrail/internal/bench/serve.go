@@ -1,0 +1,289 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/simtrail/simtrail/services/ingest"
+	"github.com/simtrail/simtrail/services/simtrail/internal/app"
+	"github.com/simtrail/simtrail/services/simtrail/internal/loadgen"
+	"github.com/simtrail/simtrail/services/thresholds"
+)
+
+// QueryResult is one query kind under QueryClients concurrent clients.
+type QueryResult struct {
+	Name     string
+	Queries  int64
+	Non200   int64
+	Took     time.Duration
+	Latency  *loadgen.Histogram
+	FirstBad string
+}
+
+// Rate is queries per second.
+func (q QueryResult) Rate() float64 { return rate(int(q.Queries), q.Took) }
+
+// FreshnessResult is, for one read model, the time from a webhook's 2xx to
+// the model's position reaching the webhook's X-Event-Position.
+type FreshnessResult struct {
+	Model    string
+	Webhooks int // measured (2xx, not duplicates)
+	Missed   int // never seen within the wait
+	Latency  *loadgen.Histogram
+	Load     *loadgen.Summary
+}
+
+// benchServing starts the whole system over the filled store (its read
+// models already rebuilt, so the projectors start at the end of the log)
+// and measures queries, then freshness.
+func benchServing(ctx context.Context, o Options, dir string, mem *memSampler) ([]QueryResult, []FreshnessResult, error) {
+	a, stop, err := startSystem(ctx, app.Config{
+		DataDir: dir,
+		Ingest: &ingest.Config{
+			DroamSecrets:   []string{loadgen.DevSecrets.Droam},
+			RoamifySecrets: []string{loadgen.DevSecrets.Roamify},
+			TruphoneTokens: []string{loadgen.DevSecrets.TruphoneToken},
+		},
+		Timeline:   true,
+		Thresholds: &thresholds.Options{},
+		Logger:     o.Logger,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer stop() //nolint:errcheck // best effort at the end of a measurement
+	base := "http://" + a.Addr()
+
+	var qs []QueryResult
+	if o.want("queries") {
+		// The fleet's provider times start 20 days back at midnight (see
+		// loadgen.Config.Start); a 31-day window covers them with margin.
+		from := time.Now().UTC().Add(-25 * 24 * time.Hour).Truncate(24 * time.Hour)
+		to := from.Add(31 * 24 * time.Hour)
+		window := "?from=" + from.Format(time.RFC3339) + "&to=" + to.Format(time.RFC3339) + "&granularity=day"
+		sims := o.Sims
+		usage := func(r *rand.Rand) string {
+			return base + "/v1/sims/" + loadgen.ICCID(r.IntN(sims)) + "/usage" + window
+		}
+		fleet := func(*rand.Rand) string { return base + "/v1/thresholds?min_percent=50&limit=50" }
+		for _, q := range []struct {
+			name string
+			url  func(*rand.Rand) string
+		}{{"usage 31 days (day buckets)", usage}, {"fleet thresholds ≥50%, limit 50", fleet}} {
+			fmt.Fprintf(o.Log, "queries: %s, %d clients, %s\n", q.name, o.QueryClients, o.QueryDuration)
+			qs = append(qs, runQueries(ctx, o, q.name, q.url))
+		}
+	}
+
+	var fs []FreshnessResult
+	if o.want("freshness") {
+		mem.phase("freshness")
+		fmt.Fprintf(o.Log, "freshness: %.0f webhooks/s for %s\n", o.FreshRate, o.FreshDuration)
+		fs, err = runFreshness(ctx, o, base)
+		if err != nil {
+			return qs, nil, err
+		}
+	}
+	return qs, fs, nil
+}
+
+func runQueries(ctx context.Context, o Options, name string, url func(*rand.Rand) string) QueryResult {
+	client := fleetClient(o.QueryClients)
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, o.QueryDuration)
+	defer cancel()
+	type acc struct {
+		h        loadgen.Histogram
+		n, bad   int64
+		firstBad string
+	}
+	accs := make([]*acc, o.QueryClients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range accs {
+		ac := &acc{}
+		accs[i] = ac
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(o.Seed, uint64(i)))
+			for ctx.Err() == nil {
+				u := url(r)
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						ac.bad++
+						if ac.firstBad == "" {
+							ac.firstBad = err.Error()
+						}
+					}
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				ac.h.Record(time.Since(t0))
+				ac.n++
+				if resp.StatusCode != http.StatusOK {
+					ac.bad++
+					if ac.firstBad == "" {
+						ac.firstBad = strconv.Itoa(resp.StatusCode) + " " + string(body[:min(len(body), 200)])
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res := QueryResult{Name: name, Took: time.Since(start), Latency: &loadgen.Histogram{}}
+	for _, ac := range accs {
+		res.Queries += ac.n
+		res.Non200 += ac.bad
+		res.Latency.Merge(&ac.h)
+		if res.FirstBad == "" {
+			res.FirstBad = ac.firstBad
+		}
+	}
+	return res
+}
+
+// observation is a read model's position as one poll saw it.
+type observation struct {
+	at  time.Time // when the poll's answer arrived
+	pos uint64
+}
+
+type written struct {
+	at  time.Time // when the 2xx had been read
+	pos uint64
+}
+
+// pollPause spaces a poller's requests: the resolution of a freshness
+// figure is this pause plus one poll round trip.
+const pollPause = time.Millisecond
+
+// runFreshness sends webhooks at FreshRate while one poller per read model
+// reads X-Projection-Position back to back. A webhook is visible in a model
+// at the first poll answer whose position is at least its X-Event-Position;
+// the measured time overstates the truth by at most pollPause plus one
+// poll round trip.
+func runFreshness(ctx context.Context, o Options, base string) ([]FreshnessResult, error) {
+	// The pollers ask with a malformed ICCID: the middleware sets
+	// X-Projection-Position before the handler refuses it with 400, so a
+	// poll costs no database work and perturbs what it measures little.
+	models := []struct{ name, url string }{
+		{"timeline", base + "/v1/sims/x.y"},
+		{"thresholds", base + "/v1/sims/x.y/thresholds"},
+	}
+	var mu sync.Mutex
+	var writes []written
+	pctx, stopPolling := context.WithCancel(ctx)
+	obs := make([][]observation, len(models))
+	latest := make([]atomic.Uint64, len(models))
+	var pollErr atomic.Value
+	var pwg sync.WaitGroup
+	pollClient := fleetClient(len(models))
+	defer pollClient.CloseIdleConnections()
+	for i, m := range models {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			var last uint64
+			for pctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(pctx, http.MethodGet, m.url, nil)
+				resp, err := pollClient.Do(req)
+				if err != nil {
+					if pctx.Err() == nil {
+						pollErr.Store(err)
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				at := time.Now()
+				pos, err := strconv.ParseUint(resp.Header.Get("X-Projection-Position"), 10, 64)
+				if err != nil {
+					pollErr.Store(fmt.Errorf("%s: no X-Projection-Position (status %d)", m.name, resp.StatusCode))
+					continue
+				}
+				if pos > last {
+					last = pos
+					obs[i] = append(obs[i], observation{at, pos})
+					latest[i].Store(pos)
+				}
+				time.Sleep(pollPause)
+			}
+		}()
+	}
+	gen := loadgen.Config{Sims: o.Sims, Seed: o.Seed + 2, Start: time.Now().UTC().Truncate(time.Hour)}
+	sum, err := loadgen.Run(ctx, loadgen.RunConfig{
+		URL: base, Concurrency: o.Concurrency, Rate: o.FreshRate, Duration: o.FreshDuration, Gen: gen,
+		OnResponse: func(req *loadgen.Request, status int, h http.Header, done time.Time, _ time.Duration) {
+			if status/100 != 2 || req.Duplicate {
+				return
+			}
+			pos, err := strconv.ParseUint(h.Get("X-Event-Position"), 10, 64)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			writes = append(writes, written{done, pos})
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		stopPolling()
+		pwg.Wait()
+		return nil, err
+	}
+	// Let the models catch up with the last writes, then stop polling.
+	var maxPos uint64
+	for _, w := range writes {
+		maxPos = max(maxPos, w.pos)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		caught := true
+		for i := range models {
+			if latest[i].Load() < maxPos {
+				caught = false
+			}
+		}
+		if caught {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopPolling()
+	pwg.Wait()
+	if len(writes) == 0 {
+		return nil, fmt.Errorf("freshness: no webhook acknowledged:\n%s", sum)
+	}
+	if e, ok := pollErr.Load().(error); ok && len(obs[0]) == 0 {
+		return nil, fmt.Errorf("freshness: polling failed: %w", e)
+	}
+	out := make([]FreshnessResult, len(models))
+	for i, m := range models {
+		r := FreshnessResult{Model: m.name, Latency: &loadgen.Histogram{}, Load: sum}
+		ob := obs[i]
+		for _, w := range writes {
+			k := sort.Search(len(ob), func(j int) bool { return ob[j].pos >= w.pos })
+			if k == len(ob) {
+				r.Missed++
+				continue
+			}
+			r.Webhooks++
+			r.Latency.Record(max(ob[k].at.Sub(w.at), 0))
+		}
+		out[i] = r
+	}
+	return out, nil
+}
