@@ -1,7 +1,7 @@
 # simtrail — make run (whole system, embedded JetStream + SQLite, :8080),
 # make test (whole suite), make build (bin/simtrail), make bench (SPEC §9
 # figures; bench-go: Go micro-benchmarks), make proto,
-# make lint, make tidy, make fuzz (short fuzzing of every provider parser),
+# make lint, make tidy, make fuzz (short fuzzing of every provider and query-parameter parser),
 # make faults (fault-injection suite: real processes, SIGKILL, full disks,
 # hostile clients; FAULTS_SHORT=1 is the CI form; needs root for tmpfs).
 
@@ -48,6 +48,12 @@ bench-go:
 fuzz:
 	cd services/ingest && for f in FuzzParseDroam FuzzParseRoamify FuzzParseTruphone; do \
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./providers/ || exit 1; \
+	done
+	cd services/timeline && for f in FuzzQueryParams FuzzCursor; do \
+		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) . || exit 1; \
+	done
+	cd services/thresholds && for f in FuzzFleetQuery FuzzFleetCursor FuzzDerive; do \
+		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) . || exit 1; \
 	done
 
 # The fault suite builds simtrail (go build) and nats-server (from its module) and
