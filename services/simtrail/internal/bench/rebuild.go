@@ -167,7 +167,6 @@ func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (
 		if err == nil {
 			// A rebuilt outbox is history, not news: mark it announced so
 			// the serving phases do not publish a million old alerts.
-			// (thresholds.PrepareSwap needs a live model; there is none.)
 			if p.Name() == thresholds.Name {
 				err = thresholds.MarkOutboxPublished(ctx, db.Writer, pos)
 			}
