@@ -162,6 +162,16 @@ func Encode(ev *simtrailv1.Event) ([]byte, error) {
 	return b, nil
 }
 
+// AppendEncode appends ev's wire encoding to b, byte for byte what Encode
+// returns, so a caller can reuse its buffer.
+func AppendEncode(b []byte, ev *simtrailv1.Event) ([]byte, error) {
+	b, err := proto.MarshalOptions{}.MarshalAppend(b, ev)
+	if err != nil {
+		return nil, fmt.Errorf("marshal event: %w", err)
+	}
+	return b, nil
+}
+
 // Decode unmarshals an event payload.
 func Decode(b []byte) (*simtrailv1.Event, error) {
 	ev := &simtrailv1.Event{}
@@ -195,24 +205,43 @@ func CESource(p simtrailv1.Provider) string { return "/simtrail/ingest/" + Provi
 // so callers can copy them into nats.Header without this package importing
 // nats.go.
 func Headers(ev *simtrailv1.Event) map[string]string {
-	h := map[string]string{
-		HeaderMsgID:       ev.GetId(),
-		HeaderContentType: ContentType,
-		HeaderSpecVersion: "1.0",
-		HeaderID:          ev.GetId(),
-		HeaderSource:      CESource(ev.GetProvider()),
-		HeaderType:        CEType(ev.GetKind()),
-	}
+	h := make(map[string]string, numHeaders)
+	eachHeader(ev, func(k, v string) { h[k] = v })
+	return h
+}
+
+// SetHeaders sets the same headers as Headers directly into h, which has
+// nats.Header's type (map[string][]string, one value per key, keys as
+// written), without the intermediate map: the ingest path does this for
+// every webhook. Existing values of those keys are replaced.
+func SetHeaders(h map[string][]string, ev *simtrailv1.Event) {
+	vals := make([]string, 0, numHeaders) // one backing array for all values
+	eachHeader(ev, func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	})
+}
+
+// numHeaders is the most headers eachHeader yields.
+const numHeaders = 9
+
+// eachHeader yields every CloudEvents header of ev.
+func eachHeader(ev *simtrailv1.Event, set func(k, v string)) {
+	set(HeaderMsgID, ev.GetId())
+	set(HeaderContentType, ContentType)
+	set(HeaderSpecVersion, "1.0")
+	set(HeaderID, ev.GetId())
+	set(HeaderSource, CESource(ev.GetProvider()))
+	set(HeaderType, CEType(ev.GetKind()))
 	if k := Key(ev); k != NoKey {
-		h[HeaderSubject] = k
+		set(HeaderSubject, k)
 	}
 	if t := ev.GetOccurredAt(); t != nil {
-		h[HeaderTime] = t.AsTime().UTC().Format(time.RFC3339Nano)
+		set(HeaderTime, t.AsTime().UTC().Format(time.RFC3339Nano))
 	}
 	if pt := ev.GetProviderType(); pt != "" && len(pt) <= 200 && isPrintableASCII(pt) {
-		h[HeaderProviderType] = pt
+		set(HeaderProviderType, pt)
 	}
-	return h
 }
 
 func isPrintableASCII(s string) bool {

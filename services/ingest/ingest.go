@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -176,21 +177,59 @@ func disabled(provider string) error {
 	return httpx.NotFound("provider_disabled", provider+" webhooks are not enabled on this server (no secret configured)")
 }
 
+// bodyPool holds request body buffers; bodies up to maxPooledBody are
+// returned to it once the handler is done with them.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const maxPooledBody = 64 << 10
+
+// putBody returns a buffer from readBody to the pool.
+func putBody(bp *[]byte) {
+	if bp != nil && cap(*bp) <= maxPooledBody {
+		*bp = (*bp)[:0]
+		bodyPool.Put(bp)
+	}
+}
+
 // readBody reads at most MaxBody bytes; larger bodies are refused whole.
-func readBody(c echo.Context) ([]byte, error) {
+// The body is read into a pooled buffer sized from Content-Length; the
+// caller must not keep the bytes after putBody(bp) (parsers copy what they
+// keep, and publish encodes before it returns).
+func readBody(c echo.Context) (body []byte, bp *[]byte, err error) {
 	req := c.Request()
 	if req.ContentLength > MaxBody {
-		return nil, errTooLarge
+		return nil, nil, errTooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, errTooLarge
+	bp = bodyPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if n := min(req.ContentLength+1, maxPooledBody); n > 1 && int64(cap(buf)) < n {
+		// One byte more than announced, so the final read sees EOF
+		// without growing the buffer. A claimed length is only trusted up
+		// to maxPooledBody; beyond that the buffer grows as bytes arrive.
+		buf = make([]byte, 0, n)
+	}
+	r := http.MaxBytesReader(c.Response(), req.Body, MaxBody)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
 		}
-		return nil, httpx.BadRequest("bad_body", "could not read request body")
+		n, rerr := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			*bp = buf
+			putBody(bp)
+			var mbe *http.MaxBytesError
+			if errors.As(rerr, &mbe) {
+				return nil, nil, errTooLarge
+			}
+			return nil, nil, httpx.BadRequest("bad_body", "could not read request body")
+		}
 	}
-	return body, nil
+	*bp = buf
+	return buf, bp, nil
 }
 
 func (s *Service) count(provider, outcome string) {
@@ -203,11 +242,12 @@ func (s *Service) droam(c echo.Context) error {
 		s.count(name, "disabled")
 		return disabled(name)
 	}
-	body, err := readBody(c)
+	body, bp, err := readBody(c)
 	if err != nil {
 		s.count(name, "bad_body")
 		return err
 	}
+	defer putBody(bp)
 	h := c.Request().Header
 	hash := firstHeader(h, s.cfg.DroamHashHeaders)
 	stamp := firstHeader(h, s.cfg.DroamTimestampHeaders)
@@ -237,11 +277,12 @@ func (s *Service) roamify(c echo.Context) error {
 		s.count(name, "disabled")
 		return disabled(name)
 	}
-	body, err := readBody(c)
+	body, bp, err := readBody(c)
 	if err != nil {
 		s.count(name, "bad_body")
 		return err
 	}
+	defer putBody(bp)
 	if err := providers.VerifyRoamify(s.cfg.RoamifySecrets, body, c.Request().Header.Get("X-Roamify-Signature")); err != nil {
 		s.count(name, "unauthorized")
 		s.log.Info("roamify request rejected", "reason", err, "remote", c.RealIP())
@@ -262,11 +303,12 @@ func (s *Service) truphone(c echo.Context) error {
 		s.log.Info("truphone request rejected", "reason", err, "remote", c.RealIP())
 		return errUnauthorized
 	}
-	body, err := readBody(c)
+	body, bp, err := readBody(c)
 	if err != nil {
 		s.count(name, "bad_body")
 		return err
 	}
+	defer putBody(bp)
 	return s.accept(c, simtrailv1.Provider_PROVIDER_TRUPHONE, body, s.cfg.Now(), providers.ParseTruphone, false)
 }
 
@@ -372,21 +414,33 @@ func (s *Service) quarantine(c echo.Context, p simtrailv1.Provider, body []byte,
 	return httpx.BadRequest("not_json", "request body is not JSON; it was kept in quarantine for inspection")
 }
 
+// encodePool holds event encoding buffers for publish.
+var encodePool = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
+
+const maxPooledEncoding = 128 << 10
+
 // publish stores ev and waits for JetStream's ack. Any failure is a 503:
 // nothing was claimed, the provider should retry.
 func (s *Service) publish(ctx context.Context, subject string, ev *simtrailv1.Event) (*jetstream.PubAck, error) {
 	if !s.nc.IsConnected() {
 		return nil, httpx.Unavailable("store_unavailable", "event store is not reachable; retry later", 5, nil)
 	}
-	data, err := events.Encode(ev)
+	// The encoding buffer is pooled: PublishMsg has copied the data into
+	// the connection's buffers by the time it returns.
+	dp := encodePool.Get().(*[]byte)
+	defer func() {
+		if cap(*dp) <= maxPooledEncoding {
+			*dp = (*dp)[:0]
+			encodePool.Put(dp)
+		}
+	}()
+	data, err := events.AppendEncode((*dp)[:0], ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode event: %w", err)
 	}
-	msg := nats.NewMsg(subject)
-	msg.Data = data
-	for k, v := range events.Headers(ev) {
-		msg.Header.Set(k, v)
-	}
+	*dp = data
+	msg := &nats.Msg{Subject: subject, Data: data, Header: make(nats.Header, 9)}
+	events.SetHeaders(msg.Header, ev)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()

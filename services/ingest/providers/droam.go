@@ -103,16 +103,16 @@ type droamPool struct {
 // request yields Parsed{Echo: true} and no event. It never panics; the only
 // error is a wrapped ErrNotJSON.
 func ParseDroam(raw []byte, receivedAt time.Time) (Parsed, error) {
-	if !json.Valid(raw) {
+	var env droamEnvelope
+	valid, isObj := decodeBody(raw, &env)
+	if !valid {
 		return Parsed{}, fmt.Errorf("droam: %w", ErrNotJSON)
 	}
 	ev := newEvent(simtrailv1.Provider_PROVIDER_DROAM, raw, receivedAt)
-	if k := jsonKind(raw); k != "an object" {
-		setOther(ev, "body is "+k+", not an object")
+	if !isObj {
+		setOther(ev, "body is "+jsonKind(raw)+", not an object")
 		return Parsed{Event: ev}, nil
 	}
-	var env droamEnvelope
-	decodeLenient(raw, &env)
 	typ := clip(string(env.Type), maxTypeLen)
 	ev.ProviderType = typ
 	setOccurred(ev, env.CreatedAt.UnixTimestamp)
@@ -245,11 +245,15 @@ func droamSimEvent(ev *simtrailv1.Event, typ string, sc *droamSimCard, r *simtra
 			Rule: r, Direction: dir,
 		}}
 	default:
-		name := map[string]string{
-			droamAssigned:      "assigned_to_end_user",
-			droamFirstUsage:    "first_usage",
-			droamDateTriggered: "date_triggered",
-		}[typ]
+		var name string
+		switch typ {
+		case droamAssigned:
+			name = "assigned_to_end_user"
+		case droamFirstUsage:
+			name = "first_usage"
+		case droamDateTriggered:
+			name = "date_triggered"
+		}
 		ev.Kind = simtrailv1.Kind_KIND_LIFECYCLE
 		ev.Body = &simtrailv1.Event_Lifecycle{Lifecycle: &simtrailv1.LifecycleOccurred{
 			Name: name, Rule: r,

@@ -110,3 +110,10 @@ func rule(id flexString, name, description text) *simtrailv1.Rule {
 	}
 	return &simtrailv1.Rule{Id: string(id), Name: string(name), Description: string(description)}
 }
+
+// setAttr sets a lifecycle attribute when its value was sent.
+func setAttr(attrs map[string]string, k, v string) {
+	if v != "" {
+		attrs[k] = v
+	}
+}

@@ -2,7 +2,6 @@ package providers
 
 import (
 	"bytes"
-	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -44,12 +43,15 @@ func (n *flexNumber) UnmarshalJSON(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	s := string(b)
+	var s string
 	if b[0] == '"' {
-		if json.Unmarshal(b, &s) != nil {
+		v, ok := unquote(b)
+		if !ok {
 			return nil
 		}
-		s = strings.TrimSpace(s)
+		s = strings.TrimSpace(v)
+	} else {
+		s = string(b)
 	}
 	if isJSONNumber(s) {
 		n.text = s

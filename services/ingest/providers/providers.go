@@ -76,3 +76,20 @@ func present(v json.RawMessage) bool {
 func decodeLenient(b []byte, v any) {
 	_ = json.Unmarshal(b, v)
 }
+
+// decodeBody checks that raw is JSON and, when it is an object, decodes it
+// leniently into v in the same pass: json.Unmarshal validates the whole
+// input before it stores anything and reports only a *json.SyntaxError for
+// invalid input, so a separate json.Valid scan would be redundant. It
+// reports whether raw is valid JSON and whether it is an object; v is only
+// written for a valid object.
+func decodeBody(raw []byte, v any) (valid, object bool) {
+	if jsonKind(raw) != "an object" {
+		return json.Valid(raw), false
+	}
+	var se *json.SyntaxError
+	if errors.As(json.Unmarshal(raw, v), &se) {
+		return false, false
+	}
+	return true, true
+}

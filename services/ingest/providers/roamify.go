@@ -60,16 +60,16 @@ type roamifyUsageRow struct {
 // envelope generation. It never panics; the only error is a wrapped
 // ErrNotJSON.
 func ParseRoamify(raw []byte, receivedAt time.Time) (Parsed, error) {
-	if !json.Valid(raw) {
+	var env roamifyEnvelope
+	valid, isObj := decodeBody(raw, &env)
+	if !valid {
 		return Parsed{}, fmt.Errorf("roamify: %w", ErrNotJSON)
 	}
 	ev := newEvent(simtrailv1.Provider_PROVIDER_ROAMIFY, raw, receivedAt)
-	if k := jsonKind(raw); k != "an object" {
-		setOther(ev, "body is "+k+", not an object")
+	if !isObj {
+		setOther(ev, "body is "+jsonKind(raw)+", not an object")
 		return Parsed{Event: ev}, nil
 	}
-	var env roamifyEnvelope
-	decodeLenient(raw, &env)
 	category := strings.TrimSpace(string(env.EventCategory))
 	typ := strings.TrimSpace(string(env.EventType))
 	if category == "esim" {
@@ -139,16 +139,10 @@ func ParseRoamify(raw []byte, receivedAt time.Time) (Parsed, error) {
 
 // roamifyRefund fills a refund/* lifecycle event.
 func roamifyRefund(ev *simtrailv1.Event, typ string, d *roamifyData) {
-	attrs := map[string]string{}
-	for k, v := range map[string]string{
-		"refund_id":        string(d.RefundID),
-		"status":           string(d.Status),
-		"rejection_reason": string(d.RejectionReason),
-	} {
-		if v != "" {
-			attrs[k] = v
-		}
-	}
+	attrs := make(map[string]string, 3)
+	setAttr(attrs, "refund_id", string(d.RefundID))
+	setAttr(attrs, "status", string(d.Status))
+	setAttr(attrs, "rejection_reason", string(d.RejectionReason))
 	if d.EsimID != "" {
 		ev.Sim = &simtrailv1.SimSnapshot{ProviderSimId: string(d.EsimID)}
 	}

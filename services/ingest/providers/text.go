@@ -39,10 +39,9 @@ func (s *flexString) UnmarshalJSON(b []byte) error {
 	switch {
 	case len(b) == 0:
 	case b[0] == '"':
-		var v string
 		// Decoding through encoding/json resolves escapes and replaces
 		// invalid UTF-8, so the value is safe for a protobuf string.
-		if json.Unmarshal(b, &v) == nil {
+		if v, ok := unquote(b); ok {
 			*s = flexString(clip(v, maxText))
 		}
 	case b[0] == '-' || (b[0] >= '0' && b[0] <= '9'):
@@ -58,11 +57,41 @@ type text string
 // UnmarshalJSON implements json.Unmarshaler.
 func (s *text) UnmarshalJSON(b []byte) error {
 	*s = ""
-	var v string
-	if json.Unmarshal(b, &v) == nil {
+	if v, ok := unquote(b); ok {
 		*s = text(clip(v, maxText))
 	}
 	return nil
+}
+
+// unquote decodes the JSON string b exactly as json.Unmarshal into a string
+// would, reporting false where that fails. A string with no escapes, no
+// control characters and valid UTF-8 decodes to its own bytes, so it is
+// copied directly; anything else (escapes, invalid UTF-8, null, other types,
+// surrounding space) goes through encoding/json.
+func unquote(b []byte) (string, bool) {
+	if n := len(b); n >= 2 && b[0] == '"' && b[n-1] == '"' {
+		in := b[1 : n-1]
+		simple, ascii := true, true
+		for _, c := range in {
+			if c == '\\' || c == '"' || c < 0x20 {
+				simple = false
+				break
+			}
+			if c >= utf8.RuneSelf {
+				ascii = false
+			}
+		}
+		if simple && (ascii || utf8.Valid(in)) {
+			return string(in), true
+		}
+	} else if string(b) == "null" {
+		return "", true
+	}
+	var v string
+	if json.Unmarshal(b, &v) != nil {
+		return "", false
+	}
+	return v, true
 }
 
 // flexBool accepts true/false, 1/0 and their string forms; anything else

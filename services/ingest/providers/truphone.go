@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -44,16 +43,16 @@ type truphoneBody struct {
 // notification. Truphone sends no event time, so occurred-at is always the
 // receipt time. It never panics; the only error is a wrapped ErrNotJSON.
 func ParseTruphone(raw []byte, receivedAt time.Time) (Parsed, error) {
-	if !json.Valid(raw) {
+	var b truphoneBody
+	valid, isObj := decodeBody(raw, &b)
+	if !valid {
 		return Parsed{}, fmt.Errorf("truphone: %w", ErrNotJSON)
 	}
 	ev := newEvent(simtrailv1.Provider_PROVIDER_TRUPHONE, raw, receivedAt)
-	if k := jsonKind(raw); k != "an object" {
-		setOther(ev, "body is "+k+", not an object")
+	if !isObj {
+		setOther(ev, "body is "+jsonKind(raw)+", not an object")
 		return Parsed{Event: ev}, nil
 	}
-	var b truphoneBody
-	decodeLenient(raw, &b)
 	typ := strings.TrimSpace(string(b.Type))
 	if typ == truphoneSubscriptionEndTypo {
 		typ = truphoneSubscriptionEnd
@@ -94,17 +93,11 @@ func ParseTruphone(raw []byte, receivedAt time.Time) (Parsed, error) {
 		if point == "" {
 			point = b.NotificationPointTypo
 		}
-		attrs := map[string]string{}
-		for k, v := range map[string]string{
-			"eid":                            string(b.EID),
-			"download_progress_step":         string(b.DownloadProgressStep),
-			"notification_point_description": string(point),
-			"notification_status":            string(b.NotificationStatus),
-		} {
-			if v != "" {
-				attrs[k] = v
-			}
-		}
+		attrs := make(map[string]string, 4)
+		setAttr(attrs, "eid", string(b.EID))
+		setAttr(attrs, "download_progress_step", string(b.DownloadProgressStep))
+		setAttr(attrs, "notification_point_description", string(point))
+		setAttr(attrs, "notification_status", string(b.NotificationStatus))
 		ev.Kind = simtrailv1.Kind_KIND_LIFECYCLE
 		ev.Body = &simtrailv1.Event_Lifecycle{Lifecycle: &simtrailv1.LifecycleOccurred{
 			Name: "download_progress", Attributes: attrs,
