@@ -20,40 +20,70 @@ import (
 type stmtCache struct {
 	mu    sync.Mutex
 	order []*sql.Tx
-	byTx  map[*sql.Tx]map[string]*sql.Stmt
+	byTx  map[*sql.Tx]*txEntry
+}
+
+// txEntry is what is remembered of one transaction: its prepared
+// statements and the read-model rows Apply has read (or written) in it.
+//
+// The row state (sims, levels) mirrors what this transaction's own writes
+// left in SQLite, so it is valid only for as long as none of those writes
+// is undone. Writes are undone only after an Apply returns an error (the
+// runner then rolls back to the event's savepoint, or the whole
+// transaction, whose successor is a different *sql.Tx); Apply therefore
+// calls dropState on every error, and a later Apply in the same
+// transaction reads SQLite afresh.
+type txEntry struct {
+	stmts  map[string]*sql.Stmt
+	sims   map[string]simHead
+	levels map[levelsKey]map[int]levelMark
+}
+
+type levelsKey struct{ st, key, period string }
+
+func (e *txEntry) dropState() {
+	clear(e.sims)
+	clear(e.levels)
 }
 
 const stmtCacheTxs = 4
 
-func (c *stmtCache) get(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+// entry returns tx's entry, creating it (and forgetting the oldest
+// transaction) on first use. The entry is used only by the goroutine
+// applying in tx: a transaction is never used concurrently.
+func (c *stmtCache) entry(tx *sql.Tx) *txEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byTx == nil {
-		c.byTx = map[*sql.Tx]map[string]*sql.Stmt{}
+		c.byTx = map[*sql.Tx]*txEntry{}
 	}
-	m, ok := c.byTx[tx]
+	e, ok := c.byTx[tx]
 	if !ok {
 		if len(c.order) == stmtCacheTxs {
 			delete(c.byTx, c.order[0])
 			c.order = c.order[1:]
 		}
-		m = map[string]*sql.Stmt{}
-		c.byTx[tx] = m
+		e = &txEntry{stmts: map[string]*sql.Stmt{}, sims: map[string]simHead{}, levels: map[levelsKey]map[int]levelMark{}}
+		c.byTx[tx] = e
 		c.order = append(c.order, tx)
 	}
-	if st, ok := m[query]; ok {
+	return e
+}
+
+func (e *txEntry) get(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if st, ok := e.stmts[query]; ok {
 		return st, nil
 	}
 	st, err := tx.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	m[query] = st
+	e.stmts[query] = st
 	return st, nil
 }
 
 func (s store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	st, err := s.c.get(ctx, s.tx, query)
+	st, err := s.e.get(ctx, s.tx, query)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +91,7 @@ func (s store) exec(ctx context.Context, query string, args ...any) (sql.Result,
 }
 
 func (s store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	st, err := s.c.get(ctx, s.tx, query)
+	st, err := s.e.get(ctx, s.tx, query)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +99,7 @@ func (s store) query(ctx context.Context, query string, args ...any) (*sql.Rows,
 }
 
 func (s store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	st, err := s.c.get(ctx, s.tx, query)
+	st, err := s.e.get(ctx, s.tx, query)
 	if err != nil {
 		// Let Scan report it: QueryRowContext on a fresh (unprepared) path.
 		return s.tx.QueryRowContext(ctx, query, args...)

@@ -13,7 +13,7 @@ import (
 // store writes the read model inside one Apply transaction.
 type store struct {
 	tx *sql.Tx
-	c  *stmtCache
+	e  *txEntry
 }
 
 func nullInt(p *int64) any {
@@ -57,6 +57,9 @@ type simHead struct {
 // readSIM reads the SIM's head, creating the row on first sight. All
 // changes to the row are then written by writeSIM in one UPDATE.
 func (s store) readSIM(ctx context.Context, o *observation) (simHead, error) {
+	if h, ok := s.e.sims[o.key]; ok {
+		return h, nil
+	}
 	var h simHead
 	err := s.queryRow(ctx, `SELECT as_of, as_of_event, status_at, status_event, imei_at, imei_event FROM sim_state WHERE iccid = ?`, o.key).
 		Scan(&h.cur.asOf, &h.cur.event, &h.statusAt, &h.statusEv, &h.imeiAt, &h.imeiEv)
@@ -166,7 +169,14 @@ func (m levelMark) less(n levelMark) bool {
 }
 
 // levels reads the crossed levels of one (subject, period).
+//
+// The map is remembered for the rest of the transaction; cross updates it
+// in place as it writes, so it keeps mirroring the stored rows.
 func (s store) levels(ctx context.Context, st, key, period string) (map[int]levelMark, error) {
+	k := levelsKey{st, key, period}
+	if m, ok := s.e.levels[k]; ok {
+		return m, nil
+	}
 	rows, err := s.query(ctx, `SELECT level, crossed_at, source_rank, event_id FROM level
 		WHERE subject_type = ? AND subject_key = ? AND period_key = ?`, st, key, period)
 	if err != nil {
@@ -185,6 +195,7 @@ func (s store) levels(ctx context.Context, st, key, period string) (map[int]leve
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read levels: %w", err)
 	}
+	s.e.levels[k] = out
 	return out, nil
 }
 
@@ -343,15 +354,19 @@ func (s store) refreshPool(ctx context.Context, key string, r *periodRow, cur cu
 func (s store) writeSIM(ctx context.Context, o *observation, h simHead, r *periodRow, have map[int]levelMark, levels []int) error {
 	var sets []string
 	var args []any
+	at, ev := sql.NullInt64{Int64: o.at, Valid: true}, sql.NullString{String: o.eventID, Valid: true}
 	if o.status != "" && newer(o.at, o.eventID, h.statusAt, h.statusEv) {
 		sets = append(sets, "status = ?, status_at = ?, status_event = ?")
 		args = append(args, o.status, o.at, o.eventID)
+		h.statusAt, h.statusEv = at, ev
 	}
 	if o.imei != "" && newer(o.at, o.eventID, h.imeiAt, h.imeiEv) {
 		sets = append(sets, "imei = ?, imei_at = ?, imei_event = ?")
 		args = append(args, o.imei, o.at, o.eventID)
+		h.imeiAt, h.imeiEv = at, ev
 	}
 	if r != nil && r.isCurrent(h.cur) {
+		h.cur = current{asOf: sql.NullInt64{Int64: r.asOf, Valid: true}, event: sql.NullString{String: r.asOfEvent, Valid: true}}
 		lj, last, pct, sortPct, remaining, err := stateOf(r, have, levels)
 		if err != nil {
 			return err
@@ -361,13 +376,14 @@ func (s store) writeSIM(ctx context.Context, o *observation, h simHead, r *perio
 		args = append(args, r.key, r.start, r.end, r.asOf, r.asOfEvent, r.used, r.allowed, remaining, r.unlimited, pct, sortPct,
 			r.ended, nullInt(last), lj)
 	}
-	if len(sets) == 0 {
-		return nil
+	if len(sets) > 0 {
+		args = append(args, o.key)
+		if _, err := s.exec(ctx, `UPDATE sim_state SET `+strings.Join(sets, ", ")+` WHERE iccid = ?`, args...); err != nil {
+			return fmt.Errorf("update sim state: %w", err)
+		}
 	}
-	args = append(args, o.key)
-	if _, err := s.exec(ctx, `UPDATE sim_state SET `+strings.Join(sets, ", ")+` WHERE iccid = ?`, args...); err != nil {
-		return fmt.Errorf("update sim state: %w", err)
-	}
+	// The row now holds h (read, or created, earlier in this Apply).
+	s.e.sims[o.key] = h
 	return nil
 }
 

@@ -101,7 +101,7 @@ func (p *Projector) Migrations() fs.FS { return p.migrations }
 
 // Apply implements projection.Projector: it folds one event into the read
 // model inside tx. A second copy of an event is a no-op.
-func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message) error {
+func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message) (err error) {
 	o, ok := derive(m.Event, p.pools)
 	if !ok {
 		return nil
@@ -110,9 +110,17 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 	// (newest-wins and earliest-wins keyed by (time, event id), min/max,
 	// insert-or-ignore keyed by event id), so a second copy of an event
 	// changes nothing.
-	s := store{tx: tx, c: &p.stmts}
+	e := p.stmts.entry(tx)
+	defer func() {
+		if err != nil {
+			// The runner undoes this event's writes (ROLLBACK TO its
+			// savepoint, or the whole transaction): forget the rows
+			// remembered for tx, they may no longer match SQLite.
+			e.dropState()
+		}
+	}()
+	s := store{tx: tx, e: e}
 	var head simHead
-	var err error
 	if o.subjectType == subjectSIM {
 		head, err = s.readSIM(ctx, &o)
 	} else {
@@ -127,10 +135,16 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 		if period, err = s.upsertPeriod(ctx, &o); err != nil {
 			return err
 		}
-		if have, err = s.levels(ctx, o.subjectType, o.key, o.periodKey); err != nil {
-			return err
+		cs := o.crossings(p.levels)
+		// The stored levels are needed to merge crossings, and to rewrite
+		// the state row when this period is (now) the current one;
+		// otherwise nothing reads them.
+		if len(cs) > 0 || period.isCurrent(head.cur) {
+			if have, err = s.levels(ctx, o.subjectType, o.key, o.periodKey); err != nil {
+				return err
+			}
 		}
-		if err := s.cross(ctx, &o, o.crossings(p.levels), m.Seq, have); err != nil {
+		if err := s.cross(ctx, &o, cs, m.Seq, have); err != nil {
 			return err
 		}
 	}
