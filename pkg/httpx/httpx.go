@@ -79,6 +79,10 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			he = NewError(http.StatusInternalServerError, "internal", "internal error")
 			he.Err = err
 		}
+		if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
+			// The client went away; nobody reads this answer.
+			return
+		}
 		if he.Status >= 500 {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "status", he.Status, "err", err)
 		}
