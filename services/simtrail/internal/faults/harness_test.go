@@ -510,20 +510,21 @@ func readStream(t *testing.T, url string) (map[string]int, uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var st jetstream.Stream
-	eventually(t, 30*time.Second, "stream info", func() error {
-		st, err = js.Stream(ctx, events.StreamName)
-		return err
-	})
 	var counts map[string]int
 	var last uint64
 	// Right after a node was killed a clustered stream may be between
-	// leaders for a moment ("no responders"): a failed read starts over,
-	// counting from scratch, until the deadline.
-	eventually(t, 60*time.Second, "read the stream back", func() error {
-		var err error
+	// leaders, and a JetStream API request may then go unanswered: every
+	// attempt gets its own short deadline and a failed read starts over,
+	// counting from scratch, until the overall deadline.
+	eventually(t, 3*time.Minute, "read the stream back", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ictx, icancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := js.Stream(ictx, events.StreamName)
+		icancel()
+		if err != nil {
+			return fmt.Errorf("stream info: %w", err)
+		}
 		counts, last, err = readStreamOnce(ctx, st)
 		return err
 	})
@@ -531,7 +532,9 @@ func readStream(t *testing.T, url string) (map[string]int, uint64) {
 }
 
 func readStreamOnce(ctx context.Context, st jetstream.Stream) (map[string]int, uint64, error) {
-	info, err := st.Info(ctx)
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	info, err := st.Info(ictx)
+	cancel()
 	if err != nil {
 		return nil, 0, err
 	}
