@@ -45,6 +45,22 @@ func (h *handlers) open(c echo.Context) (*reader, string, error) {
 	return rd, iccid, nil
 }
 
+// openSIM is open for a SIM that must exist: an unknown ICCID is a 404.
+func (h *handlers) openSIM(c echo.Context) (*reader, string, error) {
+	rd, iccid, err := h.open(c)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := rd.exists(c.Request().Context(), iccid); err != nil {
+		rd.close()
+		if errors.Is(err, ErrSIMNotFound) {
+			return nil, "", errNotFound(iccid)
+		}
+		return nil, "", err
+	}
+	return rd, iccid, nil
+}
+
 func (h *handlers) summary(c echo.Context) error {
 	rd, iccid, err := h.open(c)
 	if err != nil {
@@ -129,17 +145,12 @@ func (h *handlers) usage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rd, iccid, err := h.open(c)
+	rd, iccid, err := h.openSIM(c)
 	if err != nil {
 		return err
 	}
 	defer rd.close()
 	ctx := c.Request().Context()
-	if err := rd.exists(ctx, iccid); errors.Is(err, ErrSIMNotFound) {
-		return errNotFound(iccid)
-	} else if err != nil {
-		return err
-	}
 	resp := UsageResponse{ICCID: iccid, Granularity: p.g, Buckets: []Bucket{}, Source: SourceSnapshots}
 	daily := false
 	if p.g != Hour {
@@ -239,17 +250,12 @@ func (h *handlers) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rd, iccid, err := h.open(c)
+	rd, iccid, err := h.openSIM(c)
 	if err != nil {
 		return err
 	}
 	defer rd.close()
 	ctx := c.Request().Context()
-	if err := rd.exists(ctx, iccid); errors.Is(err, ErrSIMNotFound) {
-		return errNotFound(iccid)
-	} else if err != nil {
-		return err
-	}
 	eq.ICCID = iccid
 	entries, err := rd.timeline(ctx, eq)
 	if err != nil {
