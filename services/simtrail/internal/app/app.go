@@ -299,7 +299,4 @@ func (a *App) close() {
 		a.ns.WaitForShutdown()
 		a.ns = nil
 	}
-	if a.ln != nil && a.srv == nil {
-		a.ln.Close()
-	}
 }
