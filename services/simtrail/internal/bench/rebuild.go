@@ -167,8 +167,8 @@ func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (
 		if err == nil {
 			// A rebuilt outbox is history, not news: mark it announced so
 			// the serving phases do not publish a million old alerts.
-			if p.Name() == thresholds.Name {
-				err = thresholds.MarkOutboxPublished(ctx, db.Writer, pos)
+			if sp, ok := p.(projection.SwapPreparer); ok {
+				err = sp.PrepareSwap(ctx, db.Writer, nil, pos)
 			}
 		}
 		db.Close()
