@@ -103,7 +103,6 @@ type Runner struct {
 	pos    uint64
 	notify chan struct{}
 	lag    atomic.Uint64
-	last   atomic.Uint64 // stream sequence of the newest event seen (position + lag)
 
 	rebuild rebuildState
 
@@ -352,7 +351,6 @@ func (r *Runner) session(ctx context.Context) error {
 			_ = batch[n-1].Ack()
 			r.lag.Store(pending)
 			r.mLag.Set(float64(pending))
-			r.last.Store(r.Position() + pending)
 		}
 		if gap {
 			return errGap
