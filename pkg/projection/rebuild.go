@@ -94,6 +94,20 @@ func Build(ctx context.Context, js jetstream.JetStream, stream string, p Project
 			err = rerr
 		}
 	}()
+	if pos == 0 {
+		// An empty read model: indexes Apply does not read are built once
+		// at the end. They are created even when the build fails or is
+		// cancelled, so a file resumed later is never left without them.
+		var create func(context.Context) error
+		if create, err = deferIndexes(ctx, db.Writer, p); err != nil {
+			return pos, err
+		}
+		defer func() {
+			if cerr := create(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
 	target := opts.UpTo
 	if target == 0 {
 		st, err := js.Stream(ctx, stream)

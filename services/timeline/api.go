@@ -145,46 +145,70 @@ func (h *handlers) usage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rd, iccid, err := h.openSIM(c)
+	rd, iccid, err := h.open(c)
 	if err != nil {
 		return err
 	}
 	defer rd.close()
 	ctx := c.Request().Context()
+	// The SIM must exist (404 otherwise); any usage row proves it, so the
+	// lookup in sim_event runs only when the answer would have none.
+	known := false
+	ok := func(resp *UsageResponse, sums []bucketSum) error {
+		if !known {
+			if err := rd.exists(ctx, iccid); errors.Is(err, ErrSIMNotFound) {
+				return errNotFound(iccid)
+			} else if err != nil {
+				return err
+			}
+		}
+		return writeUsage(c, resp, sums, p.byLocation)
+	}
 	resp := UsageResponse{ICCID: iccid, Granularity: p.g, Buckets: []Bucket{}, Source: SourceSnapshots}
 	daily := false
 	if p.g != Hour {
 		if daily, err = rd.hasDaily(ctx, iccid); err != nil {
 			return err
 		}
+		known = daily
 	}
-	// The SIM's history, used for whichever end of the range is missing.
-	var lo, hi time.Time
-	have := true
-	if daily {
-		resp.Source = SourceDaily
-		if lo, hi, err = rd.dailySpan(ctx, iccid); err != nil {
-			return err
-		}
-	} else if lo, hi, have, err = rd.snapshotSpan(ctx, iccid); err != nil {
-		return err
-	}
-	if !have && (p.from == nil || p.to == nil) {
-		return c.JSON(http.StatusOK, resp) // no usage at all and no range to fill
-	}
-	from, to := lo, hi
+	from, to := time.Time{}, time.Time{}
 	if p.from != nil {
 		from = *p.from
 	}
 	if p.to != nil {
 		to = *p.to
-	} else {
-		to = p.g.Next(p.g.Floor(hi)) // the bucket holding the last usage is included
+	}
+	if p.from == nil || p.to == nil {
+		// The SIM's usage history fills whichever end of the range is missing.
+		var lo, hi time.Time
+		have := true
+		if daily {
+			resp.Source = SourceDaily
+			if lo, hi, err = rd.dailySpan(ctx, iccid); err != nil {
+				return err
+			}
+		} else if lo, hi, have, err = rd.snapshotSpan(ctx, iccid); err != nil {
+			return err
+		}
+		if !have {
+			return ok(&resp, nil) // no usage at all and no range to fill
+		}
+		known = true
+		if p.from == nil {
+			from = lo
+		}
+		if p.to == nil {
+			to = p.g.Next(p.g.Floor(hi)) // the bucket holding the last usage is included
+		}
+	}
+	if daily {
+		resp.Source = SourceDaily
 	}
 	from, to = p.g.Floor(from), p.g.Ceil(to)
 	if !from.Before(to) {
 		// Only one end was given and the history lies wholly beyond it.
-		return c.JSON(http.StatusOK, resp)
+		return ok(&resp, nil)
 	}
 	if n := p.g.countBuckets(from, to, MaxBuckets); n > MaxBuckets {
 		return httpx.BadRequest("range_too_large",
@@ -193,21 +217,29 @@ func (h *handlers) usage(c echo.Context) error {
 	fs, ts := formatTime(from), formatTime(to)
 	resp.From, resp.To = &fs, &ts
 	var deltas []Delta
-	if daily {
+	switch {
+	case daily:
 		rows, err := rd.daily(ctx, iccid, from, to)
 		if err != nil {
 			return err
 		}
 		deltas = DailyDeltas(rows)
-	} else {
+	case p.g != Hour:
+		// Day and month buckets are whole days: read the per-day sums.
+		if deltas, err = rd.usageDays(ctx, iccid, from, to); err != nil {
+			return err
+		}
+	default:
 		prev, snaps, err := rd.snapshots(ctx, iccid, from, to)
 		if err != nil {
 			return err
 		}
 		deltas = SnapshotDeltas(prev, snaps)
 	}
-	resp.Buckets, resp.TotalDataBytes = BucketDeltas(p.g, from, to, deltas, p.byLocation)
-	return c.JSON(http.StatusOK, resp)
+	known = known || len(deltas) > 0
+	sums, total := sumBuckets(p.g, from, to, deltas, p.byLocation)
+	resp.TotalDataBytes = total
+	return ok(&resp, sums)
 }
 
 // EventsResponse is the JSON of GET /v1/sims/{iccid}/events.

@@ -119,14 +119,30 @@ func SnapshotDeltas(prev *Snapshot, snaps []Snapshot) []Delta {
 	out := make([]Delta, 0, len(snaps))
 	for i := range snaps {
 		s := &snaps[i]
-		d := s.Used
-		if prev != nil && s.Used >= prev.Used && !(prev.PeriodID != "" && s.PeriodID != "" && prev.PeriodID != s.PeriodID) {
-			d = s.Used - prev.Used
-		}
-		out = append(out, Delta{At: s.At, Bytes: d, Location: UnknownLocation})
+		out = append(out, Delta{At: s.At, Bytes: snapshotDelta(prev, s), Location: UnknownLocation})
 		prev = s
 	}
 	return out
+}
+
+// snapshotDelta is the usage s shows over its predecessor prev (nil: none).
+func snapshotDelta(prev, s *Snapshot) int64 {
+	if prev != nil && s.Used >= prev.Used && !(prev.PeriodID != "" && s.PeriodID != "" && prev.PeriodID != s.PeriodID) {
+		return s.Used - prev.Used
+	}
+	return s.Used
+}
+
+// dayOf is t's UTC day number (days since 1970-01-01, rounding down also
+// before 1970), the usage_day key; from seconds rather than UnixNano, so it
+// holds for any year a request may name.
+func dayOf(t time.Time) int64 {
+	s := t.Unix()
+	d := s / 86400
+	if s%86400 < 0 {
+		d--
+	}
+	return d
 }
 
 // UnknownLocation is the location of usage derived from snapshots, which
@@ -147,30 +163,69 @@ type Bucket struct {
 // listed, ordered by start then location. Deltas outside the range are
 // ignored.
 func BucketDeltas(g Granularity, from, to time.Time, deltas []Delta, byLocation bool) ([]Bucket, int64) {
+	sums, total := sumBuckets(g, from, to, deltas, byLocation)
+	out := make([]Bucket, len(sums))
+	for i, b := range sums {
+		out[i] = Bucket{Start: formatTime(b.start), End: formatTime(b.end), DataBytes: b.bytes}
+		if byLocation {
+			loc := b.loc
+			out[i].Location = &loc
+		}
+	}
+	return out, total
+}
+
+// bucketSum is one bucket before rendering; loc is "" unless grouped.
+type bucketSum struct {
+	start, end time.Time
+	bytes      int64
+	loc        string
+}
+
+// sumBuckets is BucketDeltas without the string formatting, which the
+// usage handler does straight into its response buffer.
+func sumBuckets(g Granularity, from, to time.Time, deltas []Delta, byLocation bool) ([]bucketSum, int64) {
+	var starts []time.Time
+	for s := from; s.Before(to); s = g.Next(s) {
+		starts = append(starts, s)
+	}
+	// index finds the bucket holding t (from <= t < to): starts are
+	// successive bucket boundaries, so this is g.Floor(t) without the
+	// calendar arithmetic.
+	index := func(t time.Time) int {
+		return sort.Search(len(starts), func(i int) bool { return starts[i].After(t) }) - 1
+	}
+	end := func(i int) time.Time {
+		if i+1 < len(starts) {
+			return starts[i+1] // = g.Next(starts[i]), already computed
+		}
+		return g.Next(starts[i])
+	}
+	var total int64
+	if !byLocation {
+		out := make([]bucketSum, len(starts))
+		for i, s := range starts {
+			out[i] = bucketSum{start: s, end: end(i)}
+		}
+		for _, d := range deltas {
+			if d.At.Before(from) || !d.At.Before(to) {
+				continue
+			}
+			out[index(d.At)].bytes += d.Bytes
+			total += d.Bytes
+		}
+		return out, total
+	}
 	type key struct {
-		start int64
-		loc   string
+		i   int
+		loc string
 	}
 	sums := map[key]int64{}
 	for _, d := range deltas {
 		if d.At.Before(from) || !d.At.Before(to) {
 			continue
 		}
-		k := key{start: g.Floor(d.At).Unix()}
-		if byLocation {
-			k.loc = d.Location
-		}
-		sums[k] += d.Bytes
-	}
-	var total int64
-	out := []Bucket{}
-	if !byLocation {
-		for s := from; s.Before(to); s = g.Next(s) {
-			v := sums[key{start: s.Unix()}]
-			total += v
-			out = append(out, Bucket{Start: formatTime(s), End: formatTime(g.Next(s)), DataBytes: v})
-		}
-		return out, total
+		sums[key{i: index(d.At), loc: d.Location}] += d.Bytes
 	}
 	keys := make([]key, 0, len(sums))
 	for k, v := range sums {
@@ -178,18 +233,17 @@ func BucketDeltas(g Granularity, from, to time.Time, deltas []Delta, byLocation 
 			keys = append(keys, k)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].start != keys[j].start {
-			return keys[i].start < keys[j].start
+	sort.Slice(keys, func(a, b int) bool {
+		if keys[a].i != keys[b].i {
+			return keys[a].i < keys[b].i
 		}
-		return keys[i].loc < keys[j].loc
+		return keys[a].loc < keys[b].loc
 	})
-	for _, k := range keys {
-		s := time.Unix(k.start, 0).UTC()
-		loc := k.loc
+	out := make([]bucketSum, len(keys))
+	for j, k := range keys {
 		v := sums[k]
 		total += v
-		out = append(out, Bucket{Start: formatTime(s), End: formatTime(g.Next(s)), DataBytes: v, Location: &loc})
+		out[j] = bucketSum{start: starts[k.i], end: end(k.i), bytes: v, loc: k.loc}
 	}
 	return out, total
 }

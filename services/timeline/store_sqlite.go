@@ -312,3 +312,24 @@ func (r *reader) timeline(ctx context.Context, q EventsQuery) ([]timelineEntry, 
 	}
 	return out, rows.Err()
 }
+
+// usageDays returns the SIM's snapshot-derived usage per UTC day in
+// [from, to) (both at midnight UTC) as deltas at the start of each day.
+func (r *reader) usageDays(ctx context.Context, iccid string, from, to time.Time) ([]Delta, error) {
+	rows, err := r.tx.QueryContext(ctx, `SELECT day, bytes FROM usage_day
+		WHERE iccid = ? AND day >= ? AND day < ? ORDER BY day`,
+		iccid, dayOf(from), dayOf(to))
+	if err != nil {
+		return nil, fmt.Errorf("list usage days: %w", err)
+	}
+	defer rows.Close()
+	var out []Delta
+	for rows.Next() {
+		var day, n int64
+		if err := rows.Scan(&day, &n); err != nil {
+			return nil, fmt.Errorf("scan usage day: %w", err)
+		}
+		out = append(out, Delta{At: time.Unix(day*86400, 0).UTC(), Bytes: n, Location: UnknownLocation})
+	}
+	return out, rows.Err()
+}

@@ -144,6 +144,7 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 		return nil // a copy of an event already applied
 	}
 	if r.snapUsed != nil {
+		// The usage_snapshot_day trigger (migration 00002) folds it into usage_day.
 		if _, err := st.snapshot.ExecContext(ctx, r.id, r.iccid, r.at, *r.snapUsed, r.periodID); err != nil {
 			return fmt.Errorf("insert usage snapshot: %w", err)
 		}
@@ -378,9 +379,9 @@ func dailyJSON(rows []*simtrailv1.DailyUsage) string {
 			b = append(b, ',')
 		}
 		b = append(b, '[')
-		b = appendJSONString(b, d.GetDate())
+		b = appendJSONText(b, d.GetDate())
 		b = append(b, ',')
-		b = appendJSONString(b, d.GetLocation())
+		b = appendJSONText(b, d.GetLocation())
 		b = append(b, ',')
 		b = strconv.AppendInt(b, d.GetDataBytes(), 10)
 		b = append(b, ']')
@@ -388,13 +389,15 @@ func dailyJSON(rows []*simtrailv1.DailyUsage) string {
 	return string(append(b, ']'))
 }
 
-// appendJSONString appends s as a JSON string (strconv.Quote's escapes
-// are not all valid JSON, so provider text goes through encoding/json).
-func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
-}
-
 // formatTime renders an instant as RFC 3339 UTC (fractional seconds only
 // when present).
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// DeferredIndexes implements projection.IndexDeferrer: Apply writes
+// sim_event by its id only; the (iccid, at, id) index serves the queries.
+func (p *Projector) DeferredIndexes() []projection.DeferredIndex {
+	return []projection.DeferredIndex{{
+		Name:   "sim_event_iccid_at",
+		Create: `CREATE INDEX IF NOT EXISTS sim_event_iccid_at ON sim_event(iccid, at, id)`,
+	}}
+}

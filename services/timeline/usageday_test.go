@@ -1,0 +1,264 @@
+package timeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/simtrail/simtrail/pkg/projection"
+	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// TestUsageDayMatchesSnapshotFold checks the apply-time per-day sums
+// against the query-time fold they replace: for random snapshot histories
+// (counter drops, period changes, equal provider times, days before 1970)
+// applied in random order with duplicates, in batches, the day and month
+// buckets read from usage_day equal SnapshotDeltas + BucketDeltas over all
+// snapshots sorted by (at, event id).
+func TestUsageDayMatchesSnapshotFold(t *testing.T) {
+	for seed := range uint64(40) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 7))
+			snaps, evs := genSnapshots(r, seed%5 == 0)
+			order := r.Perm(len(evs))
+			for range len(evs) / 4 { // redeliveries
+				order = append(order, r.IntN(len(evs)))
+			}
+			ctx := context.Background()
+			p := NewProjector()
+			db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "u.db"), p.Migrations())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var msgs []projection.Message
+			for i, k := range order {
+				msgs = append(msgs, projection.Message{Seq: uint64(i + 1), Event: evs[k]})
+			}
+			for len(msgs) > 0 { // several transactions, like the runner
+				n := min(len(msgs), 1+r.IntN(20))
+				if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs[:n], 1, slog.New(slog.DiscardHandler)); err != nil {
+					t.Fatal(err)
+				}
+				msgs = msgs[n:]
+			}
+
+			checkUsageDays(t, db, snaps)
+		})
+	}
+}
+
+// TestUsageDayBackfill checks migration 00002's SQL backfill of usage_day
+// from the snapshots a version-1 database already holds.
+func TestUsageDayBackfill(t *testing.T) {
+	ctx := context.Background()
+	p := NewProjector()
+	v1 := fstest.MapFS{}
+	b, err := fs.ReadFile(p.Migrations(), "00001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1["00001_init.sql"] = &fstest.MapFile{Data: b}
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := projection.Open(ctx, path, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []Snapshot
+	for seed := range uint64(20) {
+		snaps, _ := genSnapshots(rand.New(rand.NewPCG(seed, 7)), seed%5 == 0)
+		for _, s := range snaps {
+			if _, err := db.Writer.ExecContext(ctx, `INSERT INTO usage_snapshot(event_id, iccid, at, used_bytes, period_id) VALUES(?,?,?,?,?)`,
+				s.EventID, fmt.Sprint(seed), s.At.UnixNano(), s.Used, s.PeriodID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all = append(all, snaps...)
+	}
+	db.Close()
+	if db, err = projection.Open(ctx, path, p.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for seed := range uint64(20) {
+		snaps, _ := genSnapshots(rand.New(rand.NewPCG(seed, 7)), seed%5 == 0)
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { checkUsageDaysOf(t, db, fmt.Sprint(seed), snaps) })
+	}
+}
+
+const testICCID = "8937204016150000018"
+
+func checkUsageDays(t *testing.T, db *projection.DB, snaps []Snapshot) {
+	t.Helper()
+	checkUsageDaysOf(t, db, testICCID, snaps)
+}
+
+// checkUsageDaysOf compares the day and month buckets read from usage_day
+// for iccid with those of the query-time fold over snaps.
+func checkUsageDaysOf(t *testing.T, db *projection.DB, iccid string, snaps []Snapshot) {
+	t.Helper()
+	ctx := context.Background()
+	snaps = slices.Clone(snaps)
+	slices.SortFunc(snaps, func(a, b Snapshot) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.EventID, b.EventID)
+	})
+	want := SnapshotDeltas(nil, snaps)
+	rd, err := beginRead(ctx, db.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.close()
+	for _, g := range []Granularity{Day, Month} {
+		from := g.Floor(snaps[0].At)
+		to := g.Next(g.Floor(snaps[len(snaps)-1].At))
+		got, err := rd.usageDays(ctx, iccid, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, byLoc := range []bool{false, true} {
+			wb, wt := BucketDeltas(g, from, to, want, byLoc)
+			gb, gt := BucketDeltas(g, from, to, got, byLoc)
+			if wt != gt || !slices.EqualFunc(wb, gb, bucketEqual) {
+				t.Fatalf("%s grouped=%v: usage_day gives total %d %v, the snapshot fold %d %v", g, byLoc, gt, gb, wt, wb)
+			}
+		}
+	}
+}
+
+// genSnapshots makes a random usage history of testICCID: counter drops,
+// period changes, snapshots without a period, equal provider times, and
+// (pre1970) days before the epoch.
+func genSnapshots(r *rand.Rand, pre1970 bool) ([]Snapshot, []*simtrailv1.Event) {
+	iccid := testICCID
+	base := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	if pre1970 {
+		base = time.Date(1969, 12, 25, 0, 0, 0, 0, time.UTC)
+	}
+	var snaps []Snapshot
+	var evs []*simtrailv1.Event
+	at, used, period := base, int64(0), "p0"
+	for i := range 5 + r.IntN(60) {
+		switch r.IntN(10) {
+		case 0: // same provider time as the previous snapshot
+		case 1:
+			at = at.Add(time.Duration(r.IntN(72)) * time.Hour)
+		default:
+			at = at.Add(time.Duration(r.IntN(300)) * time.Minute)
+		}
+		switch r.IntN(12) {
+		case 0:
+			used = int64(r.IntN(1000)) // a drop: counter reset
+		case 1:
+			period = fmt.Sprintf("p%d", i) // a new period
+			used = int64(r.IntN(1000))
+		case 2:
+			period = "" // a provider that states no period
+		default:
+			used += int64(r.IntN(5000))
+		}
+		id := fmt.Sprintf("%016x", r.Uint64())
+		u := used
+		snaps = append(snaps, Snapshot{At: at, EventID: id, Used: u, PeriodID: period})
+		ev := &simtrailv1.Event{Id: id, Iccid: iccid, Kind: simtrailv1.Kind_KIND_USAGE,
+			Provider: simtrailv1.Provider_PROVIDER_DROAM, OccurredAt: timestamppb.New(at),
+			Sim: &simtrailv1.SimSnapshot{Usage: &simtrailv1.UsageSnapshot{UsedBytes: &u}}}
+		if period != "" {
+			ev.Sim.Period = &simtrailv1.Period{Id: period}
+		}
+		evs = append(evs, ev)
+	}
+	return snaps, evs
+}
+
+func bucketEqual(a, b Bucket) bool {
+	return a.Start == b.Start && a.End == b.End && a.DataBytes == b.DataBytes &&
+		(a.Location == nil) == (b.Location == nil) && (a.Location == nil || *a.Location == *b.Location)
+}
+
+// TestAppendUsageJSON holds the hand-written usage JSON byte-identical to
+// what c.JSON (encoding/json's Encoder) sends for the same response.
+func TestAppendUsageJSON(t *testing.T) {
+	from, to := "2025-03-01T00:00:00Z", "2025-03-04T00:00:00Z"
+	day := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	locs := []string{"NL", "", "unknown", "<b>&\"\\", "Ünïcode", "bad \xff utf8", "line\u2028sep", "\x00\x1f"}
+	for i, c := range []struct {
+		resp    UsageResponse
+		grouped bool
+	}{
+		{resp: UsageResponse{ICCID: "1", Granularity: Day, Source: SourceSnapshots}},
+		{resp: UsageResponse{ICCID: "8937204016150000018", Granularity: Day, From: &from, To: &to, Source: SourceDaily, TotalDataBytes: -5}},
+		{resp: UsageResponse{ICCID: "8937204016150000018", Granularity: Month, From: &from, To: &to, Source: SourceDaily, TotalDataBytes: 1 << 62}, grouped: true},
+		{resp: UsageResponse{ICCID: "8937204016150000018", Granularity: Hour, From: &from, To: &to, Source: SourceSnapshots}},
+	} {
+		var sums []bucketSum
+		for j := range i * 3 {
+			s := bucketSum{start: day.AddDate(0, 0, j), end: day.AddDate(0, 0, j+1).Add(time.Duration(j) * time.Millisecond), bytes: int64(j*j - 3)}
+			if c.grouped {
+				s.loc = locs[j%len(locs)]
+			}
+			sums = append(sums, s)
+		}
+		resp := c.resp
+		resp.Buckets = []Bucket{}
+		for _, s := range sums {
+			b := Bucket{Start: formatTime(s.start), End: formatTime(s.end), DataBytes: s.bytes}
+			if c.grouped {
+				loc := s.loc
+				b.Location = &loc
+			}
+			resp.Buckets = append(resp.Buckets, b)
+		}
+		var want strings.Builder
+		if err := json.NewEncoder(&want).Encode(resp); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(appendUsageJSON(nil, &c.resp, sums, c.grouped)); got != want.String() {
+			t.Errorf("case %d:\n got %s\nwant %s", i, got, want.String())
+		}
+	}
+}
+
+// TestDeferredIndexesMatchSchema: the index Build creates after a bulk
+// build is the one the migrations create.
+func TestDeferredIndexesMatchSchema(t *testing.T) {
+	ctx := context.Background()
+	p := NewProjector()
+	db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "i.db"), p.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, ix := range p.DeferredIndexes() {
+		var want string
+		if err := db.Writer.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, ix.Name).Scan(&want); err != nil {
+			t.Fatalf("%s: %v", ix.Name, err)
+		}
+		if _, err := db.Writer.ExecContext(ctx, `DROP INDEX `+ix.Name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Writer.ExecContext(ctx, ix.Create); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := db.Writer.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, ix.Name).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		norm := func(s string) string { return strings.Join(strings.Fields(strings.Replace(s, "IF NOT EXISTS ", "", 1)), " ") }
+		if norm(got) != norm(want) {
+			t.Errorf("%s: deferred index creates %q, the migrations %q", ix.Name, got, want)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+package timeline
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// writeUsage answers a usage request. The JSON is appended by hand rather
+// than reflected by encoding/json: a 31-day answer is 31 buckets of two
+// timestamps each, and rendering them was most of the handler's CPU and
+// allocations (docs/performance.md). The bytes are exactly those c.JSON
+// would send (a test holds them equal); ?pretty and debug mode still go
+// through c.JSON.
+func writeUsage(c echo.Context, resp *UsageResponse, sums []bucketSum, grouped bool) error {
+	if _, pretty := c.QueryParams()["pretty"]; pretty || c.Echo().Debug {
+		resp.Buckets = make([]Bucket, len(sums))
+		for i, b := range sums {
+			resp.Buckets[i] = Bucket{Start: formatTime(b.start), End: formatTime(b.end), DataBytes: b.bytes}
+			if grouped {
+				loc := b.loc
+				resp.Buckets[i].Location = &loc
+			}
+		}
+		return c.JSON(http.StatusOK, resp)
+	}
+	return c.JSONBlob(http.StatusOK, appendUsageJSON(make([]byte, 0, 160+len(sums)*96), resp, sums, grouped))
+}
+
+// appendUsageJSON appends resp with sums as its buckets (with a location
+// when grouped), as encoding/json's Encoder would write it (field order,
+// escaping, trailing newline).
+func appendUsageJSON(b []byte, resp *UsageResponse, sums []bucketSum, grouped bool) []byte {
+	b = append(b, `{"iccid":`...)
+	b = appendJSONText(b, resp.ICCID)
+	b = append(b, `,"granularity":`...)
+	b = appendJSONText(b, string(resp.Granularity))
+	b = append(b, `,"from":`...)
+	b = appendOptJSONText(b, resp.From)
+	b = append(b, `,"to":`...)
+	b = appendOptJSONText(b, resp.To)
+	b = append(b, `,"source":`...)
+	b = appendJSONText(b, resp.Source)
+	b = append(b, `,"buckets":[`...)
+	for i, s := range sums {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"start":"`...)
+		b = s.start.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","end":"`...)
+		b = s.end.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","data_bytes":`...)
+		b = strconv.AppendInt(b, s.bytes, 10)
+		if grouped {
+			b = append(b, `,"location":`...)
+			b = appendJSONText(b, s.loc)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"total_data_bytes":`...)
+	b = strconv.AppendInt(b, resp.TotalDataBytes, 10)
+	return append(b, "}\n"...)
+}
+
+func appendOptJSONText(b []byte, s *string) []byte {
+	if s == nil {
+		return append(b, "null"...)
+	}
+	return appendJSONText(b, *s)
+}
+
+// appendJSONText appends s as a JSON string. Printable ASCII other than
+// the characters encoding/json escapes is copied as is; anything else
+// (provider location text may hold any byte) goes through encoding/json so
+// that its escaping (HTML-safe, invalid UTF-8 as U+FFFD) is kept exactly.
+func appendJSONText(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
