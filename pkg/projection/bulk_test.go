@@ -11,6 +11,7 @@ import (
 	"github.com/simtrail/simtrail/pkg/events"
 	"github.com/simtrail/simtrail/pkg/natstest"
 	"github.com/simtrail/simtrail/pkg/projection"
+	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 )
 
 // indexed is counter with a secondary index on seq that Build may defer;
@@ -100,5 +101,42 @@ func TestBuildDefersIndexes(t *testing.T) {
 	}
 	if !hasIndex(t, cancelled.Writer) {
 		t.Error("a cancelled build left the model without its deferred index")
+	}
+}
+
+// TestBuildUpToBeyondLog: a build told to go further than the log reaches
+// stops at the last stored event; one whose range holds no event at all
+// (only a derived alert) ends after the server reports nothing pending.
+func TestBuildUpToBeyondLog(t *testing.T) {
+	ns := natstest.Run(t)
+	ns.Stream(t)
+	_, js := ns.Conn(t)
+	var last uint64
+	for i := range 5 {
+		last = publish(t, js, "89000000000000000001", i)
+	}
+	ctx := context.Background()
+	p := &counter{}
+	db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "beyond.db"), p.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pos, err := projection.Build(ctx, js, events.StreamName, p, db, projection.BuildOptions{UpTo: last + 10})
+	if err != nil || pos != last || rows(t, db.Writer) != 5 {
+		t.Fatalf("build up to %d of a %d-event log: pos %d, %d rows, err %v", last+10, last, pos, rows(t, db.Writer), err)
+	}
+	ack, err := js.Publish(ctx, events.AlertSubject("threshold", simtrailv1.Provider_PROVIDER_ROAMIFY, "89000000000000000001"), []byte("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := projection.Open(ctx, filepath.Join(t.TempDir(), "empty.db"), p.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	pos, err = projection.Build(ctx, js, events.StreamName, p, empty, projection.BuildOptions{StartSeq: ack.Sequence})
+	if err != nil || pos != 0 || rows(t, empty.Writer) != 0 {
+		t.Fatalf("build of a range without events: pos %d, %d rows, err %v", pos, rows(t, empty.Writer), err)
 	}
 }

@@ -65,6 +65,21 @@ type BuildOptions struct {
 // docs/performance.md). Memory grows with it: the batch's decoded events.
 const DefaultBuildBatchSize = 5000
 
+// buildWait is how long Build waits for the next event before it asks the
+// server whether any is pending; BuildStallLimit is how long it keeps
+// waiting while events are pending but none is delivered before it fails.
+const (
+	buildWait       = 2 * time.Second
+	BuildStallLimit = 2 * time.Minute
+)
+
+func pendingOrErr(info *jetstream.ConsumerInfo, err error) any {
+	if err != nil {
+		return err.Error()
+	}
+	return info.NumPending
+}
+
 // Build applies the log to db from opts.StartSeq with an ordered consumer
 // (no server-side state to clean up) and returns the last applied sequence.
 // It serves offline rebuilds (`simtrail rebuild --into`), "as of" builds and
@@ -142,22 +157,36 @@ func Build(ctx context.Context, js jetstream.JetStream, stream string, p Project
 	defer it.Stop()
 	started := time.Now()
 	applied := 0
+	var stalled time.Duration
 	for {
 		todo := make([]Message, 0, opts.BatchSize)
 		done := false
 		var pending uint64
 		for len(todo) < opts.BatchSize && !done {
-			m, err := it.Next(jetstream.NextMaxWait(2 * time.Second))
+			m, err := it.Next(jetstream.NextMaxWait(buildWait))
 			if err != nil {
 				if ctx.Err() != nil {
 					return pos, ctx.Err()
 				}
 				if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-					done = true // nothing more is stored
-					break
+					// Nothing within the wait: either nothing more matches,
+					// or delivery stalled (an ordered consumer resets after
+					// missed heartbeats on a busy machine). Ask the server
+					// which, so that a build never stops short silently.
+					info, ierr := cons.Info(ctx)
+					if ierr == nil && info.NumPending == 0 {
+						done = true
+						break
+					}
+					if stalled += buildWait; stalled >= BuildStallLimit {
+						return pos, fmt.Errorf("fetch: no event delivered for %s after sequence %d (pending: %v)", stalled, pos, pendingOrErr(info, ierr))
+					}
+					opts.Logger.Warn("build: delivery stalled, waiting", "after_seq", pos, "for", stalled, "pending", pendingOrErr(info, ierr))
+					continue
 				}
 				return pos, fmt.Errorf("fetch: %w", err)
 			}
+			stalled = 0
 			meta, err := m.Metadata()
 			if err != nil {
 				return pos, fmt.Errorf("metadata: %w", err)
