@@ -46,7 +46,7 @@ bench-go:
 	done
 
 fuzz:
-	cd services/ingest && for f in FuzzParseDroam FuzzParseRoamify FuzzParseTruphone; do \
+	cd services/ingest && for f in FuzzParseDroam FuzzParseRoamify FuzzParseTruphone FuzzDiffDroam FuzzDiffRoamify FuzzDiffTruphone; do \
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./providers/ || exit 1; \
 	done
 	cd services/timeline && for f in FuzzQueryParams FuzzCursor; do \

@@ -30,34 +30,78 @@ const (
 // echoed, so the endpoint cannot be used to reflect arbitrary content.
 const maxEchoData = 50
 
-type droamEnvelope struct {
-	Type      text            `json:"type"`
-	Data      json.RawMessage `json:"data"`
-	CreatedAt struct {
-		UnixTimestamp flexNumber `json:"unix_timestamp"`
-	} `json:"created_at"`
-	EchoData json.RawMessage `json:"echo_data"` // flat echo shape
+// droamBody is what ParseDroam reads from a body in one pass (scan.go).
+// The raw members are what json.RawMessage fields held before: the last
+// value sent under the key.
+type droamBody struct {
+	Type      text
+	CreatedAt flexNumber // created_at.unix_timestamp
+	EchoData  []byte     // the flat echo shape's echo_data, raw
+	Data      []byte     // raw
+	// The models of data, from its last value when that is an object. Like
+	// the raw members they hold the last value of their key, with no
+	// merging: a model that is not an object is nil.
+	DataEchoData []byte // raw
+	SimCard      *droamSimCard
+	Rule         *droamRule
+	Pool         *droamPool
 }
 
-// droamData holds the models as raw JSON: encoding/json allocates a
-// pointer field before it finds the value is not an object, so presence is
-// decided on the raw value instead (object()).
-type droamData struct {
-	EchoData json.RawMessage `json:"echo_data"`
-	SimCard  json.RawMessage `json:"sim_card"`
-	Rule     json.RawMessage `json:"rule"`
-	Pool     json.RawMessage `json:"pool"`
-}
-
-// object decodes raw into a new T when it is a JSON object, else nil.
-func object[T any](raw json.RawMessage) *T {
-	if !isObject(raw) {
-		return nil
+func decodeDroam(s *scanner, b *droamBody) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("type"):
+			s.text(&b.Type)
+		case s.is("data"):
+			b.DataEchoData, b.SimCard, b.Rule, b.Pool = nil, nil, nil, nil
+			start := s.mark()
+			if s.peek() == '{' {
+				decodeDroamData(s, b)
+			} else {
+				s.skip()
+			}
+			b.Data = s.since(start)
+		case s.is("created_at"):
+			// A struct, not a pointer: objects merge, anything else is
+			// skipped.
+			if s.peek() != '{' {
+				s.skip()
+				break
+			}
+			for more := s.openObject(); more; more = s.nextMember() {
+				if s.is("unix_timestamp") {
+					s.num(&b.CreatedAt)
+				} else {
+					s.skip()
+				}
+			}
+		case s.is("echo_data"):
+			b.EchoData = s.value()
+		default:
+			s.skip()
+		}
 	}
-	v := new(T)
-	decodeLenient(raw, v)
-	return v
 }
+
+func decodeDroamData(s *scanner, b *droamBody) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("echo_data"):
+			b.DataEchoData = s.value()
+		case s.is("sim_card"):
+			b.SimCard = object(s, decodeDroamSimCard)
+		case s.is("rule"):
+			b.Rule = object(s, decodeDroamRule)
+		case s.is("pool"):
+			b.Pool = object(s, decodeDroamPool)
+		default:
+			s.skip()
+		}
+	}
+}
+
+// The json tags name the keys; reference_test.go still decodes these
+// types with encoding/json to check scan.go against it.
 
 type droamRule struct {
 	UUID        flexString `json:"uuid"`
@@ -65,32 +109,158 @@ type droamRule struct {
 	Description text       `json:"description"`
 }
 
+func decodeDroamRule(s *scanner, r *droamRule) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("uuid"):
+			s.id(&r.UUID)
+		case s.is("name"):
+			s.text(&r.Name)
+		case s.is("description"):
+			s.text(&r.Description)
+		default:
+			s.skip()
+		}
+	}
+}
+
 type droamAccount struct {
 	UUID flexString `json:"uuid"`
 	Name text       `json:"name"`
 }
 
+func decodeDroamAccount(s *scanner, a *droamAccount) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("uuid"):
+			s.id(&a.UUID)
+		case s.is("name"):
+			s.text(&a.Name)
+		default:
+			s.skip()
+		}
+	}
+}
+
+type droamStatus struct {
+	ID    flexNumber `json:"id"`
+	Title text       `json:"title"`
+}
+
+func decodeDroamStatus(s *scanner, st *droamStatus) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("id"):
+			s.num(&st.ID)
+		case s.is("title"):
+			s.text(&st.Title)
+		default:
+			s.skip()
+		}
+	}
+}
+
+type droamPlan struct {
+	UUID          flexString `json:"uuid"`
+	Type          text       `json:"type"`
+	Name          text       `json:"name"`
+	OperatorTitle text       `json:"operator_title"`
+}
+
+func decodeDroamPlan(s *scanner, p *droamPlan) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("uuid"):
+			s.id(&p.UUID)
+		case s.is("type"):
+			s.text(&p.Type)
+		case s.is("name"):
+			s.text(&p.Name)
+		case s.is("operator_title"):
+			s.text(&p.OperatorTitle)
+		default:
+			s.skip()
+		}
+	}
+}
+
 type droamSimCard struct {
-	ICCID       flexString `json:"iccid"`
-	SimCardType text       `json:"sim_card_type"`
-	MSISDN      flexString `json:"msisdn"`
-	IMEI        flexString `json:"imei"`
-	IsESim      flexBool   `json:"is_e_sim"`
-	Status      *struct {
-		ID    flexNumber `json:"id"`
-		Title text       `json:"title"`
-	} `json:"status"`
-	Plan *struct {
-		UUID          flexString `json:"uuid"`
-		Type          text       `json:"type"`
-		Name          text       `json:"name"`
-		OperatorTitle text       `json:"operator_title"`
-	} `json:"plan"`
-	Company *droamAccount `json:"company"`
-	EndUser *droamAccount `json:"end_user"`
+	ICCID       flexString    `json:"iccid"`
+	SimCardType text          `json:"sim_card_type"`
+	MSISDN      flexString    `json:"msisdn"`
+	IMEI        flexString    `json:"imei"`
+	IsESim      flexBool      `json:"is_e_sim"`
+	Status      *droamStatus  `json:"status"`
+	Plan        *droamPlan    `json:"plan"`
+	Company     *droamAccount `json:"company"`
+	EndUser     *droamAccount `json:"end_user"`
 	// Details is usage in KB. PHP serialises an empty associative array
-	// as [], which decodeLenient skips, leaving the map nil.
+	// as [], which is skipped as a wrong-typed value, leaving the map nil.
 	Details map[string]flexNumber `json:"details"`
+}
+
+// droamDetailKeys are the details counters droamUsage reads; other keys
+// are not stored.
+var droamDetailKeys = [...]string{"current_usage_kb", "remaining_usage_kb"}
+
+func decodeDroamSimCard(s *scanner, c *droamSimCard) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("iccid"):
+			s.id(&c.ICCID)
+		case s.is("sim_card_type"):
+			s.text(&c.SimCardType)
+		case s.is("msisdn"):
+			s.id(&c.MSISDN)
+		case s.is("imei"):
+			s.id(&c.IMEI)
+		case s.is("is_e_sim"):
+			s.flag(&c.IsESim)
+		case s.is("status"):
+			pointer(s, &c.Status, decodeDroamStatus)
+		case s.is("plan"):
+			pointer(s, &c.Plan, decodeDroamPlan)
+		case s.is("company"):
+			pointer(s, &c.Company, decodeDroamAccount)
+		case s.is("end_user"):
+			pointer(s, &c.EndUser, decodeDroamAccount)
+		case s.is("details"):
+			decodeDroamDetails(s, &c.Details)
+		default:
+			s.skip()
+		}
+	}
+}
+
+// decodeDroamDetails decodes details as encoding/json decodes into a map:
+// null clears it, an object is merged into it by exact key, anything else
+// is skipped.
+func decodeDroamDetails(s *scanner, m *map[string]flexNumber) {
+	switch s.peek() {
+	case 'n':
+		s.skip()
+		*m = nil
+		return
+	case '{':
+	default:
+		s.skip()
+		return
+	}
+	if *m == nil {
+		*m = make(map[string]flexNumber, len(droamDetailKeys))
+	}
+members:
+	for more := s.openObject(); more; more = s.nextMember() {
+		for _, k := range droamDetailKeys {
+			if s.isExact(k) {
+				var n flexNumber
+				s.num(&n)
+				(*m)[k] = n
+				continue members
+			}
+		}
+		s.skip()
+	}
 }
 
 type droamPool struct {
@@ -99,12 +269,33 @@ type droamPool struct {
 	CurrentUsageKB flexNumber `json:"current_usage_kb"`
 }
 
+func decodeDroamPool(s *scanner, p *droamPool) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("uuid"):
+			s.id(&p.UUID)
+		case s.is("name"):
+			s.text(&p.Name)
+		case s.is("current_usage_kb"):
+			s.num(&p.CurrentUsageKB)
+		default:
+			s.skip()
+		}
+	}
+}
+
 // ParseDroam converts one authenticated droam Push API body. A valid echo
 // request yields Parsed{Echo: true} and no event. It never panics; the only
 // error is a wrapped ErrNotJSON.
 func ParseDroam(raw []byte, receivedAt time.Time) (Parsed, error) {
-	var env droamEnvelope
-	valid, isObj := decodeBody(raw, &env)
+	var b droamBody
+	valid, isObj := scanBody(raw, &b, decodeDroam)
+	return droamParsed(raw, receivedAt, valid, isObj, &b)
+}
+
+// droamParsed makes the result from a decoded body (reference_test.go
+// feeds it from the old encoding/json decoding too).
+func droamParsed(raw []byte, receivedAt time.Time, valid, isObj bool, b *droamBody) (Parsed, error) {
 	if !valid {
 		return Parsed{}, fmt.Errorf("droam: %w", ErrNotJSON)
 	}
@@ -113,20 +304,15 @@ func ParseDroam(raw []byte, receivedAt time.Time) (Parsed, error) {
 		setOther(ev, "body is "+jsonKind(raw)+", not an object")
 		return Parsed{Event: ev}, nil
 	}
-	typ := clip(string(env.Type), maxTypeLen)
+	typ := clip(string(b.Type), maxTypeLen)
 	ev.ProviderType = typ
-	setOccurred(ev, env.CreatedAt.UnixTimestamp)
-
-	var data droamData
-	dataOK := isObject(env.Data)
-	if dataOK {
-		decodeLenient(env.Data, &data)
-	}
+	setOccurred(ev, b.CreatedAt)
+	dataOK := isObject(b.Data)
 
 	if typ == droamEcho {
-		echo := env.EchoData
+		echo := b.EchoData
 		if !present(echo) {
-			echo = data.EchoData
+			echo = b.DataEchoData
 		}
 		if validEcho(echo) {
 			return Parsed{Echo: true}, nil
@@ -135,22 +321,22 @@ func ParseDroam(raw []byte, receivedAt time.Time) (Parsed, error) {
 		return Parsed{Event: ev}, nil
 	}
 
-	sc := object[droamSimCard](data.SimCard)
+	sc := b.SimCard
 	if sc != nil {
 		ev.Sim = droamSnapshot(sc)
 	}
 	var r *simtrailv1.Rule
-	if dr := object[droamRule](data.Rule); dr != nil {
+	if dr := b.Rule; dr != nil {
 		r = rule(dr.UUID, dr.Name, dr.Description)
 	}
 
 	switch {
 	case typ == "":
 		setOther(ev, "missing type")
-	case present(env.Data) && !dataOK:
-		setOther(ev, "data is "+jsonKind(env.Data)+", not an object")
+	case present(b.Data) && !dataOK:
+		setOther(ev, "data is "+jsonKind(b.Data)+", not an object")
 	case typ == droamPoolUsage:
-		droamPoolEvent(ev, object[droamPool](data.Pool), r)
+		droamPoolEvent(ev, b.Pool, r)
 	case isDroamAccountType(typ):
 		setOther(ev, "not a SIM event")
 	case !isDroamSimType(typ):

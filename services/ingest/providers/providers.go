@@ -66,30 +66,3 @@ func present(v json.RawMessage) bool {
 	k := jsonKind(v)
 	return k != "nothing" && k != "null"
 }
-
-// decodeLenient unmarshals b, which the caller has already checked is valid
-// JSON, into v. encoding/json skips a member whose JSON type does not fit its
-// Go field, carries on with the rest and reports only the first such
-// mismatch; we ignore that report on purpose, because one odd field (details
-// sent as [] by PHP, a number where a string was documented) must not cost
-// the whole event. The flex* types never fail, so no other error can occur.
-func decodeLenient(b []byte, v any) {
-	_ = json.Unmarshal(b, v)
-}
-
-// decodeBody checks that raw is JSON and, when it is an object, decodes it
-// leniently into v in the same pass: json.Unmarshal validates the whole
-// input before it stores anything and reports only a *json.SyntaxError for
-// invalid input, so a separate json.Valid scan would be redundant. It
-// reports whether raw is valid JSON and whether it is an object; v is only
-// written for a valid object.
-func decodeBody(raw []byte, v any) (valid, object bool) {
-	if jsonKind(raw) != "an object" {
-		return json.Valid(raw), false
-	}
-	var se *json.SyntaxError
-	if errors.As(json.Unmarshal(raw, v), &se) {
-		return false, false
-	}
-	return true, true
-}

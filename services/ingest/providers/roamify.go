@@ -1,8 +1,8 @@
 package providers
 
 import (
-	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,14 +10,51 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-type roamifyEnvelope struct {
-	EventCategory text            `json:"event_category"`
-	EventType     text            `json:"event_type"`
-	EventID       flexString      `json:"event_id"`
-	Data          json.RawMessage `json:"data"`
+// roamifyBody is what ParseRoamify reads from a body in one pass
+// (scan.go). Data and ICCID are raw, as json.RawMessage fields held them
+// before: the last value sent under the key.
+type roamifyBody struct {
+	EventCategory text
+	EventType     text
+	EventID       flexString
+	Data          []byte
 	// ICCID at the top level marks the legacy flat shape (docs before
 	// 2025-07-20), where the data fields sat beside event_type.
-	ICCID json.RawMessage `json:"iccid"`
+	ICCID []byte
+	// data is decoded from the last data member when that is an object;
+	// flat is the body itself read as data, for the legacy shape.
+	data, flat roamifyData
+}
+
+func decodeRoamify(s *scanner, b *roamifyBody) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("event_category"):
+			s.text(&b.EventCategory)
+		case s.is("event_type"):
+			s.text(&b.EventType)
+		case s.is("event_id"):
+			s.id(&b.EventID)
+		case s.is("data"):
+			b.data = roamifyData{}
+			start := s.mark()
+			if s.peek() == '{' {
+				decodeRoamifyData(s, &b.data)
+			} else {
+				s.skip()
+			}
+			b.Data = s.since(start)
+		default:
+			iccid := s.is("iccid") // before the value moves the key on
+			start := s.mark()
+			if !roamifyDataField(s, &b.flat) {
+				s.skip()
+			}
+			if iccid {
+				b.ICCID = s.since(start)
+			}
+		}
+	}
 }
 
 type roamifyData struct {
@@ -40,6 +77,98 @@ type roamifyData struct {
 	RejectionReason text       `json:"rejection_reason"`
 }
 
+func decodeRoamifyData(s *scanner, d *roamifyData) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		if !roamifyDataField(s, d) {
+			s.skip()
+		}
+	}
+}
+
+// roamifyDataField decodes the current member into d when its key names a
+// field, reporting whether it did.
+func roamifyDataField(s *scanner, d *roamifyData) bool {
+	switch {
+	case s.is("timestamp"):
+		s.num(&d.Timestamp)
+	case s.is("iccid"):
+		s.id(&d.ICCID)
+	case s.is("esim_id"):
+		s.id(&d.EsimID)
+	case s.is("reference_id"):
+		s.id(&d.ReferenceID)
+	case s.is("start"):
+		s.num(&d.Start)
+	case s.is("end"):
+		s.num(&d.End)
+	case s.is("status"):
+		s.text(&d.Status)
+	case s.is("package_id"):
+		s.id(&d.PackageID)
+	case s.is("package_name"):
+		s.text(&d.PackageName)
+	case s.is("data_units"):
+		s.text(&d.DataUnits)
+	case s.is("voice_units"):
+		s.text(&d.VoiceUnits)
+	case s.is("sms_units"):
+		s.text(&d.SMSUnits)
+	case s.is("usage_data"):
+		pointer(s, &d.UsageData, decodeRoamifyUsageData)
+	case s.is("usage_list"):
+		decodeRoamifyUsageList(s, &d.UsageList)
+	case s.is("refund_id"):
+		s.id(&d.RefundID)
+	case s.is("rejection_reason"):
+		s.text(&d.RejectionReason)
+	default:
+		return false
+	}
+	return true
+}
+
+// decodeRoamifyUsageList decodes usage_list as encoding/json decodes into a
+// slice, down to reuse: null clears it; an array overwrites the rows in
+// place, merging objects into the rows already there (even rows past the
+// length left by an earlier, longer usage_list under a duplicate key, up to
+// the capacity, which grows exactly as reflect.Value.Grow grows it); an
+// empty array leaves an empty slice; anything else is skipped.
+func decodeRoamifyUsageList(s *scanner, rows *[]roamifyUsageRow) {
+	switch s.peek() {
+	case 'n':
+		s.skip()
+		*rows = nil
+		return
+	case '[':
+	default:
+		s.skip()
+		return
+	}
+	l := *rows
+	i := 0
+	for more := s.openArray(); more; more = s.nextElement() {
+		if i >= cap(l) {
+			l = slices.Grow(l, 1)
+		}
+		if i >= len(l) {
+			l = l[:i+1]
+		}
+		if s.peek() == '{' {
+			decodeRoamifyUsageRow(s, &l[i])
+		} else {
+			s.skip() // null and wrong types leave the row as it is
+		}
+		i++
+	}
+	if i < len(l) {
+		l = l[:i]
+	}
+	if i == 0 {
+		l = nil
+	}
+	*rows = l
+}
+
 type roamifyUsageData struct {
 	IsUnlimited    flexBool   `json:"isUnlimited"`
 	AllowedData    flexNumber `json:"allowed_data"`
@@ -50,18 +179,62 @@ type roamifyUsageData struct {
 	RemainingVoice flexNumber `json:"remaining_voice"`
 }
 
+func decodeRoamifyUsageData(s *scanner, u *roamifyUsageData) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("isUnlimited"):
+			s.flag(&u.IsUnlimited)
+		case s.is("allowed_data"):
+			s.num(&u.AllowedData)
+		case s.is("remaining_data"):
+			s.num(&u.RemainingData)
+		case s.is("allowed_sms"):
+			s.num(&u.AllowedSMS)
+		case s.is("remaining_sms"):
+			s.num(&u.RemainingSMS)
+		case s.is("allowed_voice"):
+			s.num(&u.AllowedVoice)
+		case s.is("remaining_voice"):
+			s.num(&u.RemainingVoice)
+		default:
+			s.skip()
+		}
+	}
+}
+
 type roamifyUsageRow struct {
 	Date     text       `json:"date"`
 	DataUsed flexNumber `json:"data_used"`
 	Location text       `json:"location"`
 }
 
+func decodeRoamifyUsageRow(s *scanner, r *roamifyUsageRow) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("date"):
+			s.text(&r.Date)
+		case s.is("data_used"):
+			s.num(&r.DataUsed)
+		case s.is("location"):
+			s.text(&r.Location)
+		default:
+			s.skip()
+		}
+	}
+}
+
 // ParseRoamify converts one authenticated Roamify webhook body, in either
 // envelope generation. It never panics; the only error is a wrapped
 // ErrNotJSON.
 func ParseRoamify(raw []byte, receivedAt time.Time) (Parsed, error) {
-	var env roamifyEnvelope
-	valid, isObj := decodeBody(raw, &env)
+	var b roamifyBody
+	valid, isObj := scanBody(raw, &b, decodeRoamify)
+	return roamifyParsed(raw, receivedAt, valid, isObj, &b)
+}
+
+// roamifyParsed makes the result from a decoded body (reference_test.go
+// feeds it from the old encoding/json decoding too).
+func roamifyParsed(raw []byte, receivedAt time.Time, valid, isObj bool, b *roamifyBody) (Parsed, error) {
 	if !valid {
 		return Parsed{}, fmt.Errorf("roamify: %w", ErrNotJSON)
 	}
@@ -70,25 +243,25 @@ func ParseRoamify(raw []byte, receivedAt time.Time) (Parsed, error) {
 		setOther(ev, "body is "+jsonKind(raw)+", not an object")
 		return Parsed{Event: ev}, nil
 	}
-	category := strings.TrimSpace(string(env.EventCategory))
-	typ := strings.TrimSpace(string(env.EventType))
+	category := strings.TrimSpace(string(b.EventCategory))
+	typ := strings.TrimSpace(string(b.EventType))
 	if category == "esim" {
 		typ = strings.TrimPrefix(typ, "esim_") // the overview's esim_usage / esim_status aliases
 	}
 	if category != "" || typ != "" {
 		ev.ProviderType = clip(category+"/"+typ, maxTypeLen)
 	}
-	ev.ProviderEventId = string(env.EventID)
+	ev.ProviderEventId = string(b.EventID)
 
 	var d roamifyData
 	var shapeErr string
 	switch {
-	case isObject(env.Data):
-		decodeLenient(env.Data, &d)
-	case present(env.ICCID):
-		decodeLenient(raw, &d) // legacy flat shape
-	case present(env.Data):
-		shapeErr = "data is " + jsonKind(env.Data) + ", not an object"
+	case isObject(b.Data):
+		d = b.data
+	case present(b.ICCID):
+		d = b.flat // legacy flat shape
+	case present(b.Data):
+		shapeErr = "data is " + jsonKind(b.Data) + ", not an object"
 	default:
 		shapeErr = "missing data"
 	}

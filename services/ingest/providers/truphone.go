@@ -39,12 +39,51 @@ type truphoneBody struct {
 	NotificationStatus    text `json:"notification_status"`
 }
 
+func decodeTruphone(s *scanner, b *truphoneBody) {
+	for more := s.openObject(); more; more = s.nextMember() {
+		switch {
+		case s.is("id"):
+			s.id(&b.ID)
+		case s.is("type"):
+			s.text(&b.Type)
+		case s.is("iccid"):
+			s.id(&b.ICCID)
+		case s.is("subscription_id"):
+			s.id(&b.SubscriptionID)
+		case s.is("threshold"):
+			s.num(&b.Threshold)
+		case s.is("expiration_date"):
+			s.text(&b.ExpirationDate)
+		case s.is("current_balance"):
+			s.num(&b.CurrentBalance)
+		case s.is("eid"):
+			s.id(&b.EID)
+		case s.is("download_progress_step"):
+			s.text(&b.DownloadProgressStep)
+		case s.is("notification_point_description"):
+			s.text(&b.NotificationPoint)
+		case s.is("notification_point_description:"):
+			s.text(&b.NotificationPointTypo)
+		case s.is("notification_status"):
+			s.text(&b.NotificationStatus)
+		default:
+			s.skip()
+		}
+	}
+}
+
 // ParseTruphone converts one authenticated Truphone / 1GLOBAL Connect
 // notification. Truphone sends no event time, so occurred-at is always the
 // receipt time. It never panics; the only error is a wrapped ErrNotJSON.
 func ParseTruphone(raw []byte, receivedAt time.Time) (Parsed, error) {
 	var b truphoneBody
-	valid, isObj := decodeBody(raw, &b)
+	valid, isObj := scanBody(raw, &b, decodeTruphone)
+	return truphoneParsed(raw, receivedAt, valid, isObj, &b)
+}
+
+// truphoneParsed makes the result from a decoded body (reference_test.go
+// feeds it from the old encoding/json decoding too).
+func truphoneParsed(raw []byte, receivedAt time.Time, valid, isObj bool, b *truphoneBody) (Parsed, error) {
 	if !valid {
 		return Parsed{}, fmt.Errorf("truphone: %w", ErrNotJSON)
 	}
