@@ -390,6 +390,9 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 	if err != nil {
 		return res, fmt.Errorf("begin: %w", err)
 	}
+	committed := false
+	defer txEnded(p, tx, &committed) // after the rollback below
+	txBegun(ctx, p, tx, w)
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
 	for _, m := range msgs {
 		if m.DecodeErr != nil {
@@ -455,6 +458,7 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("commit: %w", err)
 	}
+	committed = true
 	return res, nil
 }
 

@@ -6,10 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/simtrail/simtrail/pkg/events"
+	"github.com/simtrail/simtrail/pkg/natstest"
 	"github.com/simtrail/simtrail/pkg/projection"
+	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 )
 
 // BenchmarkProjection applies generated events with projection.ApplyBatch
@@ -17,27 +23,59 @@ import (
 func BenchmarkProjection(b *testing.B) {
 	evs := genEvents(9, 500, 200) // ~100k events
 	p := newProjector(b, genOptions())
-	log := slog.New(slog.DiscardHandler)
+	benchFold(b, p, len(evs), func(db *projection.DB) { applyInBatches(b, db, p, evs, 1000) })
+}
+
+// benchFold folds n events with fold into a fresh model per iteration and
+// reports events/s and the process's CPU time per event.
+func benchFold(b *testing.B, p *Projector, n int, fold func(*projection.DB)) {
+	var cpu cpuClock
 	b.ResetTimer()
 	applied := 0
 	for range b.N {
 		b.StopTimer()
 		db := openDB(b, p)
 		b.StartTimer()
-		for i := 0; i < len(evs); i += 1000 {
-			end := min(i+1000, len(evs))
-			msgs := make([]projection.Message, 0, end-i)
-			for j := i; j < end; j++ {
-				msgs = append(msgs, projection.Message{Seq: uint64(j + 1), Subject: "simtrail.events.x", Event: evs[j]})
-			}
-			if _, err := projection.ApplyBatch(context.Background(), db.Writer, p, msgs, 1, log); err != nil {
-				b.Fatal(err)
-			}
-		}
-		applied += len(evs)
+		cpu.start()
+		fold(db)
+		cpu.stop()
+		applied += n
 	}
 	b.ReportMetric(float64(applied)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(cpu.since()/float64(applied), "cpu-µs/event")
 }
+
+// applyInBatches applies evs with projection.ApplyBatch, size per batch.
+func applyInBatches(b *testing.B, db *projection.DB, p *Projector, evs []*simtrailv1.Event, size int) {
+	log := slog.New(slog.DiscardHandler)
+	for i := 0; i < len(evs); i += size {
+		end := min(i+size, len(evs))
+		msgs := make([]projection.Message, 0, end-i)
+		for j := i; j < end; j++ {
+			msgs = append(msgs, projection.Message{Seq: uint64(j + 1), Subject: "simtrail.events.x", Event: evs[j]})
+		}
+		if _, err := projection.ApplyBatch(context.Background(), db.Writer, p, msgs, 1, log); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// cpuClock measures the process's CPU time (user+system, every thread:
+// SQLite, GC, an embedded NATS server) while the benchmark timer runs: on
+// a shared machine it varies much less than wall time.
+type cpuClock struct{ total, started time.Duration }
+
+func (c *cpuClock) now() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func (c *cpuClock) start() { c.started = c.now() }
+func (c *cpuClock) stop()  { c.total += c.now() - c.started }
+
+// since is the CPU time measured, in microseconds.
+func (c *cpuClock) since() float64 { return float64(c.total) / float64(time.Microsecond) }
 
 // fillFleet inserts n SIM state rows directly (the fleet query reads only
 // sim_state), with percentages spread over 0..120 and some unknown.
@@ -178,4 +216,59 @@ func BenchmarkFleetQuery(b *testing.B) {
 			}
 		})
 	}
+}
+
+// fleetEvents is a fleet-like log: 10k SIMs with ~20 events each (~200k
+// events), ordered by provider time, so a SIM's events are spread over
+// the whole log (and over many transactions) as they are in a real stream.
+func fleetEvents() []*simtrailv1.Event {
+	evs := genEvents(11, 10_000, 20)
+	slices.SortStableFunc(evs, func(a, b *simtrailv1.Event) int {
+		return a.GetOccurredAt().AsTime().Compare(b.GetOccurredAt().AsTime())
+	})
+	return evs
+}
+
+// BenchmarkProjectionFleet applies the fleet log the way projection.Build
+// does (bulk mode, DefaultBuildBatchSize events per transaction), without
+// JetStream, and reports events/s.
+func BenchmarkProjectionFleet(b *testing.B) {
+	evs := fleetEvents()
+	p := newProjector(b, genOptions())
+	benchFold(b, p, len(evs), func(db *projection.DB) {
+		if _, err := db.BulkMode(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		applyInBatches(b, db, p, evs, projection.DefaultBuildBatchSize)
+	})
+}
+
+// BenchmarkProjectionBuild rebuilds the fleet log from an embedded
+// JetStream with projection.Build (ordered consumer, bulk mode), as
+// `simtrail rebuild` does, and reports events/s.
+func BenchmarkProjectionBuild(b *testing.B) {
+	evs := fleetEvents()
+	ns := natstest.Run(b)
+	ns.Stream(b)
+	_, js := ns.Conn(b)
+	ctx := context.Background()
+	for i, ev := range evs {
+		if _, err := js.PublishMsgAsync(eventMsg(b, ev)); err != nil {
+			b.Fatal(err)
+		}
+		if i%5000 == 4999 {
+			<-js.PublishAsyncComplete()
+		}
+	}
+	<-js.PublishAsyncComplete()
+	p := newProjector(b, genOptions())
+	benchFold(b, p, len(evs), func(db *projection.DB) {
+		pos, err := projection.Build(ctx, js, events.StreamName, p, db, projection.BuildOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if pos != uint64(len(evs)) {
+			b.Fatalf("built to %d, want %d", pos, len(evs))
+		}
+	})
 }

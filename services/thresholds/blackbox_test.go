@@ -70,15 +70,7 @@ func publishEvents(t testing.TB, js jetstream.JetStream, evs []*simtrailv1.Event
 	ctx := context.Background()
 	var last uint64
 	for _, ev := range evs {
-		data, err := events.Encode(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := nats.NewMsg(events.Subject(ev))
-		m.Data = data
-		for k, v := range events.Headers(ev) {
-			m.Header.Set(k, v)
-		}
+		m := eventMsg(t, ev)
 		if !withID {
 			m.Header.Del(events.HeaderMsgID)
 		}
@@ -89,6 +81,21 @@ func publishEvents(t testing.TB, js jetstream.JetStream, evs []*simtrailv1.Event
 		last = ack.Sequence
 	}
 	return last
+}
+
+// eventMsg is ev as ingest stores it: subject, payload and headers.
+func eventMsg(t testing.TB, ev *simtrailv1.Event) *nats.Msg {
+	t.Helper()
+	data, err := events.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(events.Subject(ev))
+	m.Data = data
+	for k, v := range events.Headers(ev) {
+		m.Header.Set(k, v)
+	}
+	return m
 }
 
 func getJSON(t testing.TB, url string, out any) (int, http.Header) {

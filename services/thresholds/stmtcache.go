@@ -18,32 +18,19 @@ import (
 // the live loop, so a few transactions are remembered; the oldest is
 // forgotten first.
 type stmtCache struct {
-	mu    sync.Mutex
-	order []*sql.Tx
-	byTx  map[*sql.Tx]*txEntry
+	mu     sync.Mutex
+	order  []*sql.Tx
+	byTx   map[*sql.Tx]*txEntry
+	models models
 }
 
 // txEntry is what is remembered of one transaction: its prepared
-// statements and the read-model rows Apply has read (or written) in it.
-//
-// The row state (sims, levels) mirrors what this transaction's own writes
-// left in SQLite, so it is valid only for as long as none of those writes
-// is undone. Writes are undone only after an Apply returns an error (the
-// runner then rolls back to the event's savepoint, or the whole
-// transaction, whose successor is a different *sql.Tx); Apply therefore
-// calls dropState on every error, and a later Apply in the same
-// transaction reads SQLite afresh.
+// statements and the row cache Apply reads and updates in it (the
+// writer's cache kept across transactions when the runner announced tx
+// through TxBegun, otherwise one for tx alone; see rowCache).
 type txEntry struct {
-	stmts  map[string]*sql.Stmt
-	sims   map[string]simHead
-	levels map[levelsKey]map[int]levelMark
-}
-
-type levelsKey struct{ st, key, period string }
-
-func (e *txEntry) dropState() {
-	clear(e.sims)
-	clear(e.levels)
+	stmts map[string]*sql.Stmt
+	rows  *rowCache
 }
 
 const stmtCacheTxs = 4
@@ -54,16 +41,24 @@ const stmtCacheTxs = 4
 func (c *stmtCache) entry(tx *sql.Tx) *txEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.entryLocked(tx)
+}
+
+func (c *stmtCache) entryLocked(tx *sql.Tx) *txEntry {
 	if c.byTx == nil {
 		c.byTx = map[*sql.Tx]*txEntry{}
 	}
 	e, ok := c.byTx[tx]
 	if !ok {
 		if len(c.order) == stmtCacheTxs {
+			// If that transaction is still applying, it goes on with a
+			// cache of its own, so its writer's cache must not outlive
+			// it either.
+			c.byTx[c.order[0]].rows.reset()
 			delete(c.byTx, c.order[0])
 			c.order = c.order[1:]
 		}
-		e = &txEntry{stmts: map[string]*sql.Stmt{}, sims: map[string]simHead{}, levels: map[levelsKey]map[int]levelMark{}}
+		e = &txEntry{stmts: map[string]*sql.Stmt{}, rows: newRowCache()}
 		c.byTx[tx] = e
 		c.order = append(c.order, tx)
 	}

@@ -47,32 +47,42 @@ func (s store) touchPool(ctx context.Context, o *observation) (current, error) {
 }
 
 // simHead is what Apply needs to know of a SIM's state row before merging
-// an event: its current period position and the versions of status/IMEI.
+// an event: its current period position and the versions of status/IMEI,
+// and the stored values of the indexed (status, sort_pct) and the largest
+// (levels_json) columns, which writeSIM sets only when they change.
 type simHead struct {
 	cur              current
 	statusAt, imeiAt sql.NullInt64
 	statusEv, imeiEv sql.NullString
+	status           sql.NullString
+	sortPct          float64
+	levelsJSON       string
 }
 
 // readSIM reads the SIM's head, creating the row on first sight. All
 // changes to the row are then written by writeSIM in one UPDATE.
-func (s store) readSIM(ctx context.Context, o *observation) (simHead, error) {
-	if h, ok := s.e.sims[o.key]; ok {
-		return h, nil
+func (s store) readSIM(ctx context.Context, o *observation) (*subjectRows, simHead, error) {
+	sub := s.e.rows.subject(subjectSIM, o.key)
+	if sub.headKnown {
+		return sub, sub.head, nil
 	}
 	var h simHead
-	err := s.queryRow(ctx, `SELECT as_of, as_of_event, status_at, status_event, imei_at, imei_event FROM sim_state WHERE iccid = ?`, o.key).
-		Scan(&h.cur.asOf, &h.cur.event, &h.statusAt, &h.statusEv, &h.imeiAt, &h.imeiEv)
+	err := s.queryRow(ctx, `SELECT as_of, as_of_event, status_at, status_event, imei_at, imei_event, status, sort_pct, levels_json
+		FROM sim_state WHERE iccid = ?`, o.key).
+		Scan(&h.cur.asOf, &h.cur.event, &h.statusAt, &h.statusEv, &h.imeiAt, &h.imeiEv, &h.status, &h.sortPct, &h.levelsJSON)
 	if errors.Is(err, sql.ErrNoRows) {
+		// The defaults of a new row.
+		h = simHead{sortPct: -1, levelsJSON: "[]"}
 		if _, err := s.exec(ctx, `INSERT INTO sim_state(iccid, provider) VALUES(?, ?)`, o.key, o.provider); err != nil {
-			return h, fmt.Errorf("insert sim: %w", err)
+			return nil, h, fmt.Errorf("insert sim: %w", err)
 		}
-		return h, nil
+		// A SIM's periods are written after its state row: it has none.
+		sub.complete = true
+	} else if err != nil {
+		return nil, h, fmt.Errorf("read sim: %w", err)
 	}
-	if err != nil {
-		return h, fmt.Errorf("read sim: %w", err)
-	}
-	return h, nil
+	sub.head, sub.headKnown = h, true
+	return sub, h, nil
 }
 
 // newer reports whether (at, ev) is newer than the stored version.
@@ -91,48 +101,52 @@ type current struct {
 // snapshot columns follow the newest (as_of, event id); start is the
 // earliest and end the latest stated; ended and max_reported only grow.
 //
-// It returns the merged row (RETURNING: no second query).
-func (s store) upsertPeriod(ctx context.Context, o *observation) (*periodRow, error) {
-	var pct any
-	if p := o.percent(); p != nil {
-		pct = *p
+// The merge runs in Go on the cached row (read once on a miss), and only
+// a changed row is written. It returns the merged row.
+func (s store) upsertPeriod(ctx context.Context, o *observation, sub *subjectRows) (*periodRows, error) {
+	x := observed(o)
+	pr := sub.periods[o.periodKey]
+	if pr == nil && !sub.complete {
+		var r periodRow
+		err := s.queryRow(ctx, `SELECT start_at, end_at, as_of, as_of_event, snap_at, snap_event,
+				used, allowed, remaining, unlimited, percent, max_reported, ended
+			FROM period WHERE subject_type = ? AND subject_key = ? AND period_key = ?`, o.subjectType, o.key, o.periodKey).
+			Scan(&r.start, &r.end, &r.asOf, &r.asOfEvent, &r.snapAt, &r.snapEvent,
+				&r.used, &r.allowed, &r.remaining, &r.unlimited, &r.percent, &r.maxReported, &r.ended)
+		switch {
+		case err == nil:
+			r.key = o.periodKey
+			pr = &periodRows{row: r}
+			sub.periods[o.periodKey] = pr
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("read period: %w", err)
+		}
 	}
-	var rep any
-	if o.reportedPercent != nil {
-		rep = int64(*o.reportedPercent)
-	}
-	// An observation without volumes (a Truphone report without
-	// current_balance, a legacy SUBSCRIPTION_END) can make its period
-	// current but does not blank the volumes an older snapshot stated.
-	const newerSnap = `excluded.snap_at IS NOT NULL AND (period.snap_at IS NULL OR (excluded.snap_at, excluded.snap_event) > (period.snap_at, period.snap_event))`
-	var snapAt, snapEv any
-	if o.hasVolumes() {
-		snapAt, snapEv = o.at, o.eventID
-	}
-	var r periodRow
-	err := s.queryRow(ctx, `INSERT INTO period(subject_type, subject_key, period_key, provider, start_at, end_at,
-			as_of, as_of_event, snap_at, snap_event, used, allowed, remaining, unlimited, percent, max_reported, ended)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(subject_type, subject_key, period_key) DO UPDATE SET
-			start_at = min(coalesce(period.start_at, excluded.start_at), coalesce(excluded.start_at, period.start_at)),
-			end_at = max(coalesce(period.end_at, excluded.end_at), coalesce(excluded.end_at, period.end_at)),
-			max_reported = max(coalesce(period.max_reported, excluded.max_reported), coalesce(excluded.max_reported, period.max_reported)),
-			ended = max(period.ended, excluded.ended),
-			used = CASE WHEN `+newerSnap+` THEN excluded.used ELSE period.used END,
-			allowed = CASE WHEN `+newerSnap+` THEN excluded.allowed ELSE period.allowed END,
-			remaining = CASE WHEN `+newerSnap+` THEN excluded.remaining ELSE period.remaining END,
-			unlimited = CASE WHEN `+newerSnap+` THEN excluded.unlimited ELSE period.unlimited END,
-			percent = CASE WHEN `+newerSnap+` THEN excluded.percent ELSE period.percent END,
-			as_of_event = CASE WHEN (excluded.as_of, excluded.as_of_event) > (period.as_of, period.as_of_event) THEN excluded.as_of_event ELSE period.as_of_event END,
-			snap_event = CASE WHEN `+newerSnap+` THEN excluded.snap_event ELSE period.snap_event END,
-			snap_at = CASE WHEN `+newerSnap+` THEN excluded.snap_at ELSE period.snap_at END,
-			as_of = max(period.as_of, excluded.as_of)
-		RETURNING period_key, start_at, end_at, as_of, as_of_event, used, allowed, remaining, unlimited, ended, percent, max_reported`,
-		o.subjectType, o.key, o.periodKey, o.provider, nullInt(o.start), nullInt(o.end),
-		o.at, o.eventID, snapAt, snapEv, nullInt(o.used), nullInt(o.allowed), nullInt(o.remaining), o.unlimited, pct, rep, o.ended).
-		Scan(&r.key, &r.start, &r.end, &r.asOf, &r.asOfEvent, &r.used, &r.allowed, &r.remaining, &r.unlimited, &r.ended, &r.percent, &r.maxReported)
-	if err != nil {
-		return nil, fmt.Errorf("upsert period: %w", err)
+	switch {
+	case pr == nil:
+		if _, err := s.exec(ctx, `INSERT INTO period(subject_type, subject_key, period_key, provider, start_at, end_at,
+				as_of, as_of_event, snap_at, snap_event, used, allowed, remaining, unlimited, percent, max_reported, ended)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.subjectType, o.key, o.periodKey, o.provider, x.start, x.end, x.asOf, x.asOfEvent, x.snapAt, x.snapEvent,
+			x.used, x.allowed, x.remaining, x.unlimited, x.percent, x.maxReported, x.ended); err != nil {
+			return nil, fmt.Errorf("insert period: %w", err)
+		}
+		// Levels are written after their period: a new one has none.
+		pr = &periodRows{row: x, levels: map[int]levelMark{}}
+		sub.periods[o.periodKey] = pr
+	default:
+		m := pr.row.merge(&x)
+		if m == pr.row {
+			break
+		}
+		if _, err := s.exec(ctx, `UPDATE period SET start_at = ?, end_at = ?, as_of = ?, as_of_event = ?, snap_at = ?, snap_event = ?,
+				used = ?, allowed = ?, remaining = ?, unlimited = ?, percent = ?, max_reported = ?, ended = ?
+			WHERE subject_type = ? AND subject_key = ? AND period_key = ?`,
+			m.start, m.end, m.asOf, m.asOfEvent, m.snapAt, m.snapEvent, m.used, m.allowed, m.remaining, m.unlimited,
+			m.percent, m.maxReported, m.ended, o.subjectType, o.key, o.periodKey); err != nil {
+			return nil, fmt.Errorf("update period: %w", err)
+		}
+		pr.row = m
 	}
 	if o.used != nil {
 		if _, err := s.exec(ctx, `INSERT INTO snapshot(subject_type, subject_key, period_key, at, event_id, used)
@@ -140,7 +154,64 @@ func (s store) upsertPeriod(ctx context.Context, o *observation) (*periodRow, er
 			return nil, fmt.Errorf("insert snapshot: %w", err)
 		}
 	}
-	return &r, nil
+	return pr, nil
+}
+
+// observed is the period row o alone makes.
+func observed(o *observation) periodRow {
+	toNull := func(p *int64) sql.NullInt64 {
+		if p == nil {
+			return sql.NullInt64{}
+		}
+		return sql.NullInt64{Int64: *p, Valid: true}
+	}
+	r := periodRow{key: o.periodKey, start: toNull(o.start), end: toNull(o.end), asOf: o.at, asOfEvent: o.eventID,
+		used: toNull(o.used), allowed: toNull(o.allowed), remaining: toNull(o.remaining), unlimited: o.unlimited, ended: o.ended}
+	if p := o.percent(); p != nil {
+		r.percent = sql.NullFloat64{Float64: *p, Valid: true}
+	}
+	if o.reportedPercent != nil {
+		r.maxReported = sql.NullInt64{Int64: int64(*o.reportedPercent), Valid: true}
+	}
+	// An observation without volumes (a Truphone report without
+	// current_balance, a legacy SUBSCRIPTION_END) can make its period
+	// current but does not blank the volumes an older snapshot stated.
+	if o.hasVolumes() {
+		r.snapAt = sql.NullInt64{Int64: o.at, Valid: true}
+		r.snapEvent = sql.NullString{String: o.eventID, Valid: true}
+	}
+	return r
+}
+
+// merge is r merged with x, another observation of the same period: the
+// snapshot columns follow the newest (snap_at, snap_event), the period
+// position the newest (as_of, as_of_event); start is the earliest and end
+// the latest stated; ended and max_reported only grow. Every rule is
+// commutative and idempotent.
+func (r periodRow) merge(x *periodRow) periodRow {
+	m := r
+	m.start = pick(r.start, x.start, func(a, b int64) bool { return a < b })
+	m.end = pick(r.end, x.end, func(a, b int64) bool { return a > b })
+	m.maxReported = pick(r.maxReported, x.maxReported, func(a, b int64) bool { return a > b })
+	m.ended = r.ended || x.ended
+	if x.snapAt.Valid && (!r.snapAt.Valid || x.snapAt.Int64 > r.snapAt.Int64 ||
+		x.snapAt.Int64 == r.snapAt.Int64 && x.snapEvent.String > r.snapEvent.String) {
+		m.snapAt, m.snapEvent = x.snapAt, x.snapEvent
+		m.used, m.allowed, m.remaining, m.unlimited, m.percent = x.used, x.allowed, x.remaining, x.unlimited, x.percent
+	}
+	if x.asOf > r.asOf || x.asOf == r.asOf && x.asOfEvent > r.asOfEvent {
+		m.asOf, m.asOfEvent = x.asOf, x.asOfEvent
+	}
+	return m
+}
+
+// pick is the stated one of a and b, or when both are stated the one
+// better says is better.
+func pick(a, b sql.NullInt64, better func(x, y int64) bool) sql.NullInt64 {
+	if !a.Valid || b.Valid && better(b.Int64, a.Int64) {
+		return b
+	}
+	return a
 }
 
 func sourceRank(src string) int {
@@ -168,17 +239,16 @@ func (m levelMark) less(n levelMark) bool {
 	return m.event < n.event
 }
 
-// levels reads the crossed levels of one (subject, period).
+// levels reads the crossed levels of one (subject, period) into pr.
 //
-// The map is remembered for the rest of the transaction; cross updates it
-// in place as it writes, so it keeps mirroring the stored rows.
-func (s store) levels(ctx context.Context, st, key, period string) (map[int]levelMark, error) {
-	k := levelsKey{st, key, period}
-	if m, ok := s.e.levels[k]; ok {
-		return m, nil
+// The map stays in the cache; cross updates it in place as it writes, so
+// it keeps mirroring the stored rows.
+func (s store) levels(ctx context.Context, o *observation, pr *periodRows) (map[int]levelMark, error) {
+	if pr.levels != nil {
+		return pr.levels, nil
 	}
 	rows, err := s.query(ctx, `SELECT level, crossed_at, source_rank, event_id FROM level
-		WHERE subject_type = ? AND subject_key = ? AND period_key = ?`, st, key, period)
+		WHERE subject_type = ? AND subject_key = ? AND period_key = ?`, o.subjectType, o.key, o.periodKey)
 	if err != nil {
 		return nil, fmt.Errorf("read levels: %w", err)
 	}
@@ -195,7 +265,7 @@ func (s store) levels(ctx context.Context, st, key, period string) (map[int]leve
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read levels: %w", err)
 	}
-	s.e.levels[k] = out
+	pr.levels = out
 	return out, nil
 }
 
@@ -263,6 +333,8 @@ type periodRow struct {
 	unlimited, ended         bool
 	percent                  sql.NullFloat64
 	maxReported              sql.NullInt64
+	snapAt                   sql.NullInt64
+	snapEvent                sql.NullString
 }
 
 func levelStates(have map[int]levelMark, r *periodRow, levels []int) ([]LevelState, *int64) {
@@ -351,13 +423,20 @@ func (s store) refreshPool(ctx context.Context, key string, r *periodRow, cur cu
 // writeSIM writes every change this event makes to the SIM's state row in
 // one UPDATE (or none): a newer status or IMEI (newest provider time wins,
 // ties by event id), and the current period's numbers when r is current.
-func (s store) writeSIM(ctx context.Context, o *observation, h simHead, r *periodRow, have map[int]levelMark, levels []int) error {
+// The indexed columns (status, sort_pct) and levels_json are set only when
+// their value changes, so an unchanged value costs no index update.
+func (s store) writeSIM(ctx context.Context, o *observation, sub *subjectRows, h simHead, r *periodRow, have map[int]levelMark, levels []int) error {
 	var sets []string
 	var args []any
 	at, ev := sql.NullInt64{Int64: o.at, Valid: true}, sql.NullString{String: o.eventID, Valid: true}
 	if o.status != "" && newer(o.at, o.eventID, h.statusAt, h.statusEv) {
-		sets = append(sets, "status = ?, status_at = ?, status_event = ?")
-		args = append(args, o.status, o.at, o.eventID)
+		if h.status.String != o.status || !h.status.Valid {
+			sets = append(sets, "status = ?")
+			args = append(args, o.status)
+			h.status = sql.NullString{String: o.status, Valid: true}
+		}
+		sets = append(sets, "status_at = ?, status_event = ?")
+		args = append(args, o.at, o.eventID)
 		h.statusAt, h.statusEv = at, ev
 	}
 	if o.imei != "" && newer(o.at, o.eventID, h.imeiAt, h.imeiEv) {
@@ -372,9 +451,19 @@ func (s store) writeSIM(ctx context.Context, o *observation, h simHead, r *perio
 			return err
 		}
 		sets = append(sets, `period_key = ?, period_start = ?, period_end = ?, as_of = ?, as_of_event = ?,
-			used = ?, allowed = ?, remaining = ?, unlimited = ?, percent = ?, sort_pct = ?, ended = ?, last_level = ?, levels_json = ?`)
-		args = append(args, r.key, r.start, r.end, r.asOf, r.asOfEvent, r.used, r.allowed, remaining, r.unlimited, pct, sortPct,
-			r.ended, nullInt(last), lj)
+			used = ?, allowed = ?, remaining = ?, unlimited = ?, percent = ?, ended = ?, last_level = ?`)
+		args = append(args, r.key, r.start, r.end, r.asOf, r.asOfEvent, r.used, r.allowed, remaining, r.unlimited, pct,
+			r.ended, nullInt(last))
+		if sortPct != h.sortPct {
+			sets = append(sets, "sort_pct = ?")
+			args = append(args, sortPct)
+			h.sortPct = sortPct
+		}
+		if lj != h.levelsJSON {
+			sets = append(sets, "levels_json = ?")
+			args = append(args, lj)
+			h.levelsJSON = lj
+		}
 	}
 	if len(sets) > 0 {
 		args = append(args, o.key)
@@ -383,7 +472,7 @@ func (s store) writeSIM(ctx context.Context, o *observation, h simHead, r *perio
 		}
 	}
 	// The row now holds h (read, or created, earlier in this Apply).
-	s.e.sims[o.key] = h
+	sub.head = h
 	return nil
 }
 

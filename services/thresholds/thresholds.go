@@ -55,8 +55,9 @@ type Projector struct {
 }
 
 var (
-	_ projection.Projector    = (*Projector)(nil)
-	_ projection.SwapPreparer = (*Projector)(nil)
+	_ projection.Projector     = (*Projector)(nil)
+	_ projection.SwapPreparer  = (*Projector)(nil)
+	_ projection.IndexDeferrer = (*Projector)(nil)
 )
 
 // NewProjector validates opts and returns the projector.
@@ -115,16 +116,18 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 		if err != nil {
 			// The runner undoes this event's writes (ROLLBACK TO its
 			// savepoint, or the whole transaction): forget the rows
-			// remembered for tx, they may no longer match SQLite.
-			e.dropState()
+			// remembered, they may no longer match SQLite.
+			e.rows.reset()
 		}
 	}()
 	s := store{tx: tx, e: e}
+	var sub *subjectRows
 	var head simHead
 	if o.subjectType == subjectSIM {
-		head, err = s.readSIM(ctx, &o)
+		sub, head, err = s.readSIM(ctx, &o)
 	} else {
 		head.cur, err = s.touchPool(ctx, &o)
+		sub = e.rows.subject(o.subjectType, o.key)
 	}
 	if err != nil {
 		return err
@@ -132,15 +135,17 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 	var period *periodRow
 	var have map[int]levelMark
 	if o.periodKey != "" {
-		if period, err = s.upsertPeriod(ctx, &o); err != nil {
+		pr, err := s.upsertPeriod(ctx, &o, sub)
+		if err != nil {
 			return err
 		}
+		period = &pr.row
 		cs := o.crossings(p.levels)
 		// The stored levels are needed to merge crossings, and to rewrite
 		// the state row when this period is (now) the current one;
 		// otherwise nothing reads them.
 		if len(cs) > 0 || period.isCurrent(head.cur) {
-			if have, err = s.levels(ctx, o.subjectType, o.key, o.periodKey); err != nil {
+			if have, err = s.levels(ctx, &o, pr); err != nil {
 				return err
 			}
 		}
@@ -154,12 +159,24 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 		}
 	}
 	if o.subjectType == subjectSIM {
-		return s.writeSIM(ctx, &o, head, period, have, p.levels)
+		return s.writeSIM(ctx, &o, sub, head, period, have, p.levels)
 	}
 	if period != nil {
 		return s.refreshPool(ctx, o.key, period, head.cur, have, p.levels)
 	}
 	return nil
+}
+
+// DeferredIndexes implements projection.IndexDeferrer: the fleet indexes
+// of sim_state serve only the fleet query (Apply finds the row by ICCID),
+// and every event that changes a SIM's percentage moves its entry in all
+// three, so a build from an empty model creates them once at the end.
+func (p *Projector) DeferredIndexes() []projection.DeferredIndex {
+	return []projection.DeferredIndex{
+		{Name: "sim_state_fleet", Create: `CREATE INDEX IF NOT EXISTS sim_state_fleet ON sim_state(sort_pct DESC, iccid)`},
+		{Name: "sim_state_provider", Create: `CREATE INDEX IF NOT EXISTS sim_state_provider ON sim_state(provider, sort_pct DESC, iccid)`},
+		{Name: "sim_state_status", Create: `CREATE INDEX IF NOT EXISTS sim_state_status ON sim_state(status, sort_pct DESC, iccid) WHERE status IS NOT NULL`},
+	}
 }
 
 // PrepareSwap implements projection.SwapPreparer: before a rebuilt model

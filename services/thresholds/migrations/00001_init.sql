@@ -26,7 +26,6 @@ CREATE TABLE period (
 	ended        INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (subject_type, subject_key, period_key)
 ) WITHOUT ROWID;
-CREATE INDEX period_newest ON period(subject_type, subject_key, as_of DESC, as_of_event DESC);
 
 -- Usage points of a period, for the forecast.
 CREATE TABLE snapshot (
