@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,12 +34,27 @@ func errNotFound(iccid string) error {
 	return httpx.NotFound("sim_not_found", "no events about SIM "+iccid+" have been applied")
 }
 
-func (h *handlers) open(c echo.Context) (*reader, string, error) {
+// readCtx is the context of a request's reads: the request's values
+// without its cancellation. go-sqlite3 runs each statement under a
+// cancellable context on a goroutine of its own (BEGIN through a prepared
+// statement), which costs more than the few index seeks an answer takes;
+// a client that leaves mid-request costs at most that one short read.
+func readCtx(c echo.Context) context.Context { return context.WithoutCancel(c.Request().Context()) }
+
+func pathICCID(c echo.Context) (string, error) {
 	iccid := c.Param("iccid")
 	if !ValidICCID(iccid) {
-		return nil, "", httpx.BadRequest("bad_iccid", "iccid must be 1 to 22 digits")
+		return "", httpx.BadRequest("bad_iccid", "iccid must be 1 to 22 digits")
 	}
-	rd, err := beginRead(c.Request().Context(), h.r.DB().Reader)
+	return iccid, nil
+}
+
+func (h *handlers) open(c echo.Context) (*reader, string, error) {
+	iccid, err := pathICCID(c)
+	if err != nil {
+		return nil, "", err
+	}
+	rd, err := beginRead(readCtx(c), h.r.DB().Reader)
 	if err != nil {
 		return nil, "", err
 	}
@@ -51,7 +67,7 @@ func (h *handlers) openSIM(c echo.Context) (*reader, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if err := rd.exists(c.Request().Context(), iccid); err != nil {
+	if err := rd.exists(readCtx(c), iccid); err != nil {
 		rd.close()
 		if errors.Is(err, ErrSIMNotFound) {
 			return nil, "", errNotFound(iccid)
@@ -67,7 +83,7 @@ func (h *handlers) summary(c echo.Context) error {
 		return err
 	}
 	defer rd.close()
-	s, err := rd.summary(c.Request().Context(), iccid)
+	s, err := rd.summary(readCtx(c), iccid)
 	if errors.Is(err, ErrSIMNotFound) {
 		return errNotFound(iccid)
 	}
@@ -145,12 +161,20 @@ func (h *handlers) usage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rd, iccid, err := h.open(c)
+	iccid, err := pathICCID(c)
 	if err != nil {
 		return err
 	}
+	ctx := readCtx(c)
+	// A day or month answer over a given range is one statement (dayUsage);
+	// anything else reads several, in one transaction.
+	rd := singleRead(h.r.DB().Reader)
+	if p.g == Hour || p.from == nil || p.to == nil {
+		if rd, err = beginRead(ctx, h.r.DB().Reader); err != nil {
+			return err
+		}
+	}
 	defer rd.close()
-	ctx := c.Request().Context()
 	// The SIM must exist (404 otherwise); any usage row proves it, so the
 	// lookup in sim_event runs only when the answer would have none.
 	known := false
@@ -166,12 +190,6 @@ func (h *handlers) usage(c echo.Context) error {
 	}
 	resp := UsageResponse{ICCID: iccid, Granularity: p.g, Buckets: []Bucket{}, Source: SourceSnapshots}
 	daily := false
-	if p.g != Hour {
-		if daily, err = rd.hasDaily(ctx, iccid); err != nil {
-			return err
-		}
-		known = daily
-	}
 	from, to := time.Time{}, time.Time{}
 	if p.from != nil {
 		from = *p.from
@@ -181,6 +199,12 @@ func (h *handlers) usage(c echo.Context) error {
 	}
 	if p.from == nil || p.to == nil {
 		// The SIM's usage history fills whichever end of the range is missing.
+		if p.g != Hour {
+			if daily, err = rd.hasDaily(ctx, iccid); err != nil {
+				return err
+			}
+			known = daily
+		}
 		var lo, hi time.Time
 		have := true
 		if daily {
@@ -217,19 +241,17 @@ func (h *handlers) usage(c echo.Context) error {
 	fs, ts := formatTime(from), formatTime(to)
 	resp.From, resp.To = &fs, &ts
 	var deltas []Delta
-	switch {
-	case daily:
-		rows, err := rd.daily(ctx, iccid, from, to)
-		if err != nil {
+	if p.g != Hour {
+		// Day and month buckets are whole days: read the per-day figures.
+		var sim bool
+		if deltas, daily, sim, err = rd.dayUsage(ctx, iccid, from, to); err != nil {
 			return err
 		}
-		deltas = DailyDeltas(rows)
-	case p.g != Hour:
-		// Day and month buckets are whole days: read the per-day sums.
-		if deltas, err = rd.usageDays(ctx, iccid, from, to); err != nil {
-			return err
+		known = known || sim
+		if daily {
+			resp.Source = SourceDaily
 		}
-	default:
+	} else {
 		prev, snaps, err := rd.snapshots(ctx, iccid, from, to)
 		if err != nil {
 			return err
@@ -287,7 +309,7 @@ func (h *handlers) events(c echo.Context) error {
 		return err
 	}
 	defer rd.close()
-	ctx := c.Request().Context()
+	ctx := readCtx(c)
 	eq.ICCID = iccid
 	entries, err := rd.timeline(ctx, eq)
 	if err != nil {

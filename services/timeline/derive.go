@@ -72,6 +72,10 @@ func (g Granularity) Ceil(t time.Time) time.Time {
 // countBuckets is how many buckets [from, to) spans, stopping early once
 // it exceeds limit.
 func (g Granularity) countBuckets(from, to time.Time, limit int) int {
+	if g == Day {
+		// UTC days are all 24 h long; Sub saturates for ranges of centuries.
+		return int(min(to.Sub(from)/(24*time.Hour), time.Duration(limit+1)))
+	}
 	n := 0
 	for s := from; s.Before(to); s = g.Next(s) {
 		n++
@@ -186,14 +190,24 @@ type bucketSum struct {
 // usage handler does straight into its response buffer.
 func sumBuckets(g Granularity, from, to time.Time, deltas []Delta, byLocation bool) ([]bucketSum, int64) {
 	var starts []time.Time
-	for s := from; s.Before(to); s = g.Next(s) {
-		starts = append(starts, s)
-	}
 	// index finds the bucket holding t (from <= t < to): starts are
 	// successive bucket boundaries, so this is g.Floor(t) without the
 	// calendar arithmetic.
-	index := func(t time.Time) int {
-		return sort.Search(len(starts), func(i int) bool { return starts[i].After(t) }) - 1
+	var index func(t time.Time) int
+	if g == Day {
+		const day = 24 * time.Hour
+		starts = make([]time.Time, g.countBuckets(from, to, MaxBuckets))
+		for i := range starts {
+			starts[i] = from.Add(time.Duration(i) * day)
+		}
+		index = func(t time.Time) int { return int(t.Sub(from) / day) }
+	} else {
+		for s := from; s.Before(to); s = g.Next(s) {
+			starts = append(starts, s)
+		}
+		index = func(t time.Time) int {
+			return sort.Search(len(starts), func(i int) bool { return starts[i].After(t) }) - 1
+		}
 	}
 	end := func(i int) time.Time {
 		if i+1 < len(starts) {
@@ -246,27 +260,6 @@ func sumBuckets(g Granularity, from, to time.Time, deltas []Delta, byLocation bo
 		out[j] = bucketSum{start: starts[k.i], end: end(k.i), bytes: v, loc: k.loc}
 	}
 	return out, total
-}
-
-// DailyRow is one provider per-day record.
-type DailyRow struct {
-	Day      string // YYYY-MM-DD
-	Location string
-	Bytes    int64
-}
-
-// DailyDeltas turns per-day rows into deltas at the start of their day, so
-// they bucket like snapshot deltas (day and month granularity only).
-func DailyDeltas(rows []DailyRow) []Delta {
-	out := make([]Delta, 0, len(rows))
-	for _, r := range rows {
-		t, err := time.Parse(time.DateOnly, r.Day)
-		if err != nil {
-			continue // the parser only lets valid dates through
-		}
-		out = append(out, Delta{At: t, Bytes: r.Bytes, Location: r.Location})
-	}
-	return out
 }
 
 // Cursor is the position after the last entry of an events page.

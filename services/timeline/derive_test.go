@@ -96,7 +96,8 @@ func TestBucketDeltas(t *testing.T) {
 	}
 	// Months from daily rows (the Roamify example: 952 MB + 61 MB + 74 MB).
 	const mb = 1 << 20
-	d := DailyDeltas([]DailyRow{{"2025-08-10", "France", 952 * mb}, {"2025-08-11", "France", 61 * mb}, {"2025-08-11", "Spain", 74 * mb}, {"bad", "x", 1}})
+	day := func(s string) time.Time { return ts(s + "T00:00:00Z") }
+	d := []Delta{{day("2025-08-10"), 952 * mb, "France"}, {day("2025-08-11"), 61 * mb, "France"}, {day("2025-08-11"), 74 * mb, "Spain"}}
 	b, total = BucketDeltas(Month, ts("2025-07-01T00:00:00Z"), ts("2025-09-01T00:00:00Z"), d, false)
 	if len(b) != 2 || b[0].DataBytes != 0 || b[1].DataBytes != 1087*mb || total != 1087*mb {
 		t.Fatalf("months: %+v total %d", b, total)

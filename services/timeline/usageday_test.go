@@ -124,9 +124,9 @@ func checkUsageDaysOf(t *testing.T, db *projection.DB, iccid string, snaps []Sna
 	for _, g := range []Granularity{Day, Month} {
 		from := g.Floor(snaps[0].At)
 		to := g.Next(g.Floor(snaps[len(snaps)-1].At))
-		got, err := rd.usageDays(ctx, iccid, from, to)
-		if err != nil {
-			t.Fatal(err)
+		got, daily, _, err := rd.dayUsage(ctx, iccid, from, to)
+		if err != nil || daily {
+			t.Fatalf("daily %v, err %v", daily, err)
 		}
 		for _, byLoc := range []bool{false, true} {
 			wb, wt := BucketDeltas(g, from, to, want, byLoc)
@@ -256,9 +256,47 @@ func TestDeferredIndexesMatchSchema(t *testing.T) {
 		if err := db.Writer.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, ix.Name).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
-		norm := func(s string) string { return strings.Join(strings.Fields(strings.Replace(s, "IF NOT EXISTS ", "", 1)), " ") }
+		norm := func(s string) string {
+			return strings.Join(strings.Fields(strings.Replace(s, "IF NOT EXISTS ", "", 1)), " ")
+		}
 		if norm(got) != norm(want) {
 			t.Errorf("%s: deferred index creates %q, the migrations %q", ix.Name, got, want)
 		}
+	}
+}
+
+// TestAppendTime holds the digit-by-digit formatting equal to formatTime.
+func TestAppendTime(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 2, 29, 13, 4, 5, 600, time.UTC),
+		time.Date(2024, 2, 29, 13, 4, 5, 0, time.FixedZone("x", 5*3600+1800)),
+	} {
+		if got, want := string(appendTime(nil, tm)), formatTime(tm); got != want {
+			t.Errorf("%v: %s, want %s", tm, got, want)
+		}
+	}
+}
+
+// TestCountDayBuckets: the day shortcut counts like stepping day by day.
+func TestCountDayBuckets(t *testing.T) {
+	from := time.Date(2023, 12, 30, 0, 0, 0, 0, time.UTC)
+	for _, n := range []int{0, 1, 2, 31, 366, MaxBuckets, MaxBuckets + 1, MaxBuckets + 50} {
+		to := from.AddDate(0, 0, n)
+		want := 0
+		for s := from; s.Before(to) && want <= MaxBuckets; s = s.AddDate(0, 0, 1) {
+			want++
+		}
+		if got := Day.countBuckets(from, to, MaxBuckets); got != want {
+			t.Errorf("%d days: %d buckets, want %d", n, got, want)
+		}
+	}
+	if got := Day.countBuckets(time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), MaxBuckets); got != MaxBuckets+1 {
+		t.Errorf("ten millennia: %d buckets", got)
 	}
 }
