@@ -394,9 +394,16 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 	defer txEnded(p, tx, &committed) // after the rollback below
 	txBegun(ctx, p, tx, w)
 	defer tx.Rollback() //nolint:errcheck // no-op after commit
+	// Statements run without ctx's cancellation: go-sqlite3 executes every
+	// statement of a cancellable context on a goroutine of its own, which
+	// costs about as much as the small statements a projector runs. ctx
+	// still ends the batch: database/sql rolls the transaction back when
+	// it is cancelled (later statements and the commit then fail), and ctx
+	// is checked after every failed Apply.
+	sctx := context.WithoutCancel(ctx)
 	for _, m := range msgs {
 		if m.DecodeErr != nil {
-			if err := recordPoison(ctx, tx, m, m.DecodeErr, 1); err != nil {
+			if err := recordPoison(sctx, tx, m, m.DecodeErr, 1); err != nil {
 				return res, err
 			}
 			log.Error("poison event skipped", "seq", m.Seq, "subject", m.Subject, "err", m.DecodeErr)
@@ -404,7 +411,7 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 			continue
 		}
 		if !careful {
-			if err := p.Apply(ctx, tx, m); err != nil {
+			if err := p.Apply(sctx, tx, m); err != nil {
 				if ctx.Err() != nil {
 					return res, ctx.Err()
 				}
@@ -420,17 +427,17 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 		attempts := 0
 		for attempts < maxAttempts {
 			attempts++
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT ev`); err != nil {
+			if _, err := tx.ExecContext(sctx, `SAVEPOINT ev`); err != nil {
 				return res, fmt.Errorf("savepoint: %w", err)
 			}
-			lastErr = p.Apply(ctx, tx, m)
+			lastErr = p.Apply(sctx, tx, m)
 			if lastErr == nil {
-				if _, err := tx.ExecContext(ctx, `RELEASE ev`); err != nil {
+				if _, err := tx.ExecContext(sctx, `RELEASE ev`); err != nil {
 					return res, fmt.Errorf("release savepoint: %w", err)
 				}
 				break
 			}
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO ev; RELEASE ev`); err != nil {
+			if _, err := tx.ExecContext(sctx, `ROLLBACK TO ev; RELEASE ev`); err != nil {
 				return res, fmt.Errorf("rollback savepoint: %w", err)
 			}
 			if ctx.Err() != nil {
@@ -443,7 +450,7 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 			time.Sleep(time.Duration(attempts) * 10 * time.Millisecond)
 		}
 		if lastErr != nil {
-			if err := recordPoison(ctx, tx, m, lastErr, attempts); err != nil {
+			if err := recordPoison(sctx, tx, m, lastErr, attempts); err != nil {
 				return res, err
 			}
 			log.Error("poison event skipped", "seq", m.Seq, "subject", m.Subject, "attempts", attempts, "err", lastErr)
@@ -452,7 +459,7 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 		}
 		res.Applied++
 	}
-	if err := saveCheckpoint(ctx, tx, p.Name(), msgs[len(msgs)-1].Seq); err != nil {
+	if err := saveCheckpoint(sctx, tx, p.Name(), msgs[len(msgs)-1].Seq); err != nil {
 		return res, err
 	}
 	if err := tx.Commit(); err != nil {
