@@ -389,7 +389,8 @@ func (m *memSampler) result() []PhaseMemory {
 	return out
 }
 
-// fleetClient is the query and freshness clients' shared transport.
+// fleetClient is the freshness pollers' transport (the query phase uses
+// rawClient).
 func fleetClient(n int) *http.Client { return loadgen.NewClient(n) }
 
 // lockedWriter serialises writes from several goroutines.
