@@ -329,6 +329,7 @@ func (r *reader) dayUsage(ctx context.Context, iccid string, from, to time.Time)
 		return nil, false, false, fmt.Errorf("list usage days: %w", err)
 	}
 	defer rows.Close()
+	deltas = make([]Delta, 0, 32) // a month of days without regrowing
 	for rows.Next() {
 		var tag int
 		var day sql.NullInt64

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -27,8 +28,18 @@ func writeUsage(c echo.Context, resp *UsageResponse, sums []bucketSum, grouped b
 		}
 		return c.JSON(http.StatusOK, resp)
 	}
-	return c.JSONBlob(http.StatusOK, appendUsageJSON(make([]byte, 0, 160+len(sums)*96), resp, sums, grouped))
+	bp := usageBufs.Get().(*[]byte)
+	b := appendUsageJSON((*bp)[:0], resp, sums, grouped)
+	err := c.JSONBlob(http.StatusOK, b) // copies b into the connection's buffer
+	if cap(b) <= 64<<10 {
+		*bp = b
+		usageBufs.Put(bp)
+	}
+	return err
 }
+
+// usageBufs recycles answer buffers (a 31-day answer is about 3 KiB).
+var usageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // appendUsageJSON appends resp with sums as its buckets (with a location
 // when grouped), as encoding/json's Encoder would write it (field order,
