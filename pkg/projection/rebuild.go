@@ -61,9 +61,14 @@ type BuildOptions struct {
 // the live runner's: a rebuild has a backlog, and with random-key indexes
 // each commit rewrites the pages its batch touched, so fewer, larger
 // commits write each hot page less often (timeline rebuild at 200k events:
-// 10.5k events/s with 1000 per transaction, 17.5k with 5000; see
-// docs/performance.md). Memory grows with it: the batch's decoded events.
-const DefaultBuildBatchSize = 5000
+// 10.5k events/s with 1000 per transaction, 17.5k with 5000). The
+// thresholds model rewrites the same per-SIM rows on every event, so it
+// gains further: 1M events over 10k SIMs in 62.1 s with 5000, 57.5 s with
+// 20000 (timeline unchanged; docs/performance.md). Memory grows with it:
+// the batch's decoded events, twice that in the pull buffer, and SQLite's
+// in-memory rollback journal of the pages the batch touched (+~380 MiB
+// peak in that run).
+const DefaultBuildBatchSize = 20000
 
 // buildWait is how long Build waits for the next event before it asks the
 // server whether any is pending; BuildStallLimit is how long it keeps
