@@ -55,6 +55,7 @@ fuzz:
 	cd services/thresholds && for f in FuzzFleetQuery FuzzFleetCursor FuzzDerive; do \
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) . || exit 1; \
 	done
+	cd pkg && $(GO) test -run='^$$' -fuzz='^FuzzAppendString$$' -fuzztime=$(FUZZTIME) ./jsonx/
 
 # The fault suite builds simtrail (go build) and nats-server (from its module) and
 # prints the fault table of docs/reliability.md (FAULTS_REPORT=file saves it).

@@ -3,12 +3,13 @@ package thresholds
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/simtrail/simtrail/pkg/jsonx"
 )
 
 // store writes the read model inside one Apply transaction.
@@ -416,29 +417,12 @@ func levelsJSON(ls []LevelState) string {
 		b = append(b, `,"crossed":`...)
 		b = strconv.AppendBool(b, l.Crossed)
 		b = append(b, `,"crossed_at":`...)
-		b = appendOptJSONString(b, l.CrossedAt)
+		b = jsonx.AppendOptString(b, l.CrossedAt)
 		b = append(b, `,"source":`...)
-		b = appendOptJSONString(b, l.Source)
+		b = jsonx.AppendOptString(b, l.Source)
 		b = append(b, '}')
 	}
 	return string(append(b, ']'))
-}
-
-// appendOptJSONString appends s as JSON (null when nil). Timestamps and
-// source names are plain ASCII; anything else goes through encoding/json.
-func appendOptJSONString(b []byte, s *string) []byte {
-	if s == nil {
-		return append(b, "null"...)
-	}
-	for i := 0; i < len(*s); i++ {
-		if c := (*s)[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(*s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, *s...)
-	return append(b, '"')
 }
 
 // refreshPool rewrites a pool's state row when r is its current period.

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/simtrail/simtrail/pkg/events"
+	"github.com/simtrail/simtrail/pkg/jsonx"
 	"github.com/simtrail/simtrail/pkg/projection"
 	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 )
@@ -379,9 +380,9 @@ func dailyJSON(rows []*simtrailv1.DailyUsage) string {
 			b = append(b, ',')
 		}
 		b = append(b, '[')
-		b = appendJSONText(b, d.GetDate())
+		b = jsonx.AppendString(b, d.GetDate())
 		b = append(b, ',')
-		b = appendJSONText(b, d.GetLocation())
+		b = jsonx.AppendString(b, d.GetLocation())
 		b = append(b, ',')
 		b = strconv.AppendInt(b, d.GetDataBytes(), 10)
 		b = append(b, ']')

@@ -1,13 +1,14 @@
 package timeline
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/simtrail/simtrail/pkg/jsonx"
 )
 
 // writeUsage answers a usage request. The JSON is appended by hand rather
@@ -46,15 +47,15 @@ var usageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 // escaping, trailing newline).
 func appendUsageJSON(b []byte, resp *UsageResponse, sums []bucketSum, grouped bool) []byte {
 	b = append(b, `{"iccid":`...)
-	b = appendJSONText(b, resp.ICCID)
+	b = jsonx.AppendString(b, resp.ICCID)
 	b = append(b, `,"granularity":`...)
-	b = appendJSONText(b, string(resp.Granularity))
+	b = jsonx.AppendString(b, string(resp.Granularity))
 	b = append(b, `,"from":`...)
-	b = appendOptJSONText(b, resp.From)
+	b = jsonx.AppendOptString(b, resp.From)
 	b = append(b, `,"to":`...)
-	b = appendOptJSONText(b, resp.To)
+	b = jsonx.AppendOptString(b, resp.To)
 	b = append(b, `,"source":`...)
-	b = appendJSONText(b, resp.Source)
+	b = jsonx.AppendString(b, resp.Source)
 	b = append(b, `,"buckets":[`...)
 	for i, s := range sums {
 		if i > 0 {
@@ -68,7 +69,7 @@ func appendUsageJSON(b []byte, resp *UsageResponse, sums []bucketSum, grouped bo
 		b = strconv.AppendInt(b, s.bytes, 10)
 		if grouped {
 			b = append(b, `,"location":`...)
-			b = appendJSONText(b, s.loc)
+			b = jsonx.AppendString(b, s.loc)
 		}
 		b = append(b, '}')
 	}
@@ -92,27 +93,4 @@ func appendTime(b []byte, t time.Time) []byte {
 		byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':',
 		byte('0'+sec/10), byte('0'+sec%10), 'Z')
 	return b
-}
-
-func appendOptJSONText(b []byte, s *string) []byte {
-	if s == nil {
-		return append(b, "null"...)
-	}
-	return appendJSONText(b, *s)
-}
-
-// appendJSONText appends s as a JSON string. Printable ASCII other than
-// the characters encoding/json escapes is copied as is; anything else
-// (provider location text may hold any byte) goes through encoding/json so
-// that its escaping (HTML-safe, invalid UTF-8 as U+FFFD) is kept exactly.
-func appendJSONText(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
