@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/simtrail/simtrail/pkg/projection"
+	"github.com/simtrail/simtrail/pkg/projection/projtest"
 	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -234,35 +235,7 @@ func TestAppendUsageJSON(t *testing.T) {
 // TestDeferredIndexesMatchSchema: the index Build creates after a bulk
 // build is the one the migrations create.
 func TestDeferredIndexesMatchSchema(t *testing.T) {
-	ctx := context.Background()
-	p := NewProjector()
-	db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "i.db"), p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, ix := range p.DeferredIndexes() {
-		var want string
-		if err := db.Writer.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, ix.Name).Scan(&want); err != nil {
-			t.Fatalf("%s: %v", ix.Name, err)
-		}
-		if _, err := db.Writer.ExecContext(ctx, `DROP INDEX `+ix.Name); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Writer.ExecContext(ctx, ix.Create); err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		if err := db.Writer.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, ix.Name).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		norm := func(s string) string {
-			return strings.Join(strings.Fields(strings.Replace(s, "IF NOT EXISTS ", "", 1)), " ")
-		}
-		if norm(got) != norm(want) {
-			t.Errorf("%s: deferred index creates %q, the migrations %q", ix.Name, got, want)
-		}
-	}
+	projtest.DeferredIndexesMatchSchema(t, NewProjector())
 }
 
 // TestAppendTime holds the digit-by-digit formatting equal to formatTime.
