@@ -10,10 +10,11 @@ GO      ?= go
 # go-sqlite3 is cgo; keep it on even where CGO_ENABLED defaults to 0.
 export CGO_ENABLED := 1
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# A duration or a count of inputs per target (e.g. 100000x, what CI uses:
+# a count has no deadline for the fuzzer to trip over).
 FUZZTIME  ?= 20s
 # Minimising an input that found new coverage may take up to 60 s by default
-# and outlive a short -fuzztime; the fuzzer then sometimes reports the
-# deadline as a failure ("context deadline exceeded", seen in CI at 5 s).
+# and outlive a short -fuzztime.
 FUZZMINTIME ?= 1s
 FAULTS_SHORT ?=
 
