@@ -168,15 +168,20 @@ type Bucket struct {
 // ignored.
 func BucketDeltas(g Granularity, from, to time.Time, deltas []Delta, byLocation bool) ([]Bucket, int64) {
 	sums, total := sumBuckets(g, from, to, deltas, byLocation)
+	return bucketsOf(sums, byLocation), total
+}
+
+// bucketsOf renders sums as answer buckets (with a location when grouped).
+func bucketsOf(sums []bucketSum, grouped bool) []Bucket {
 	out := make([]Bucket, len(sums))
 	for i, b := range sums {
 		out[i] = Bucket{Start: formatTime(b.start), End: formatTime(b.end), DataBytes: b.bytes}
-		if byLocation {
+		if grouped {
 			loc := b.loc
 			out[i].Location = &loc
 		}
 	}
-	return out, total
+	return out
 }
 
 // bucketSum is one bucket before rendering; loc is "" unless grouped.

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +59,22 @@ func TestUsageOneStatementPath(t *testing.T) {
 			}
 		}
 		return rec.Code, resp
+	}
+	// ?pretty goes through echo's encoder: the same answer, indented.
+	for _, q := range []string{"?granularity=day&from=2025-03-01&to=2025-03-08", "?from=2025-03-01&to=2025-03-08&group_by=location"} {
+		plain, pretty := httptest.NewRecorder(), httptest.NewRecorder()
+		e.ServeHTTP(plain, httptest.NewRequest(http.MethodGet, "/v1/sims/222/usage"+q, nil))
+		e.ServeHTTP(pretty, httptest.NewRequest(http.MethodGet, "/v1/sims/222/usage"+q+"&pretty", nil))
+		var a, b any
+		if err := json.Unmarshal(plain.Body.Bytes(), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(pretty.Body.Bytes(), &b); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) || !strings.Contains(pretty.Body.String(), "\n  ") {
+			t.Errorf("%s: pretty answer %s differs from %s", q, pretty.Body, plain.Body)
+		}
 	}
 	for _, g := range []string{"day", "month"} {
 		q := "?granularity=" + g + "&from=2025-04-01&to=2025-06-01"

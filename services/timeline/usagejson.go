@@ -19,14 +19,7 @@ import (
 // through c.JSON.
 func writeUsage(c echo.Context, resp *UsageResponse, sums []bucketSum, grouped bool) error {
 	if _, pretty := c.QueryParams()["pretty"]; pretty || c.Echo().Debug {
-		resp.Buckets = make([]Bucket, len(sums))
-		for i, b := range sums {
-			resp.Buckets[i] = Bucket{Start: formatTime(b.start), End: formatTime(b.end), DataBytes: b.bytes}
-			if grouped {
-				loc := b.loc
-				resp.Buckets[i].Location = &loc
-			}
-		}
+		resp.Buckets = bucketsOf(sums, grouped)
 		return c.JSON(http.StatusOK, resp)
 	}
 	bp := usageBufs.Get().(*[]byte)
