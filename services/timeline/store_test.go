@@ -2,13 +2,10 @@ package timeline
 
 import (
 	"context"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/simtrail/simtrail/pkg/projection"
 	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -42,19 +39,7 @@ func TestPreviousIMEI(t *testing.T) {
 	for _, order := range orders {
 		t.Run("", func(t *testing.T) {
 			ctx := context.Background()
-			p := NewProjector()
-			db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "t.db"), p.Migrations())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			var msgs []projection.Message
-			for i, k := range order {
-				msgs = append(msgs, projection.Message{Seq: uint64(i + 1), Event: evs[k]})
-			}
-			if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs, 1, slog.New(slog.DiscardHandler)); err != nil {
-				t.Fatal(err)
-			}
+			db := applyInOrder(t, evs, order, func() int { return len(order) })
 			rd, err := beginRead(ctx, db.Reader)
 			if err != nil {
 				t.Fatal(err)

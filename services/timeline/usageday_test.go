@@ -35,25 +35,8 @@ func TestUsageDayMatchesSnapshotFold(t *testing.T) {
 			for range len(evs) / 4 { // redeliveries
 				order = append(order, r.IntN(len(evs)))
 			}
-			ctx := context.Background()
-			p := NewProjector()
-			db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "u.db"), p.Migrations())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			var msgs []projection.Message
-			for i, k := range order {
-				msgs = append(msgs, projection.Message{Seq: uint64(i + 1), Event: evs[k]})
-			}
-			for len(msgs) > 0 { // several transactions, like the runner
-				n := min(len(msgs), 1+r.IntN(20))
-				if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs[:n], 1, slog.New(slog.DiscardHandler)); err != nil {
-					t.Fatal(err)
-				}
-				msgs = msgs[n:]
-			}
-
+			// several transactions, like the runner
+			db := applyInOrder(t, evs, order, func() int { return 1 + r.IntN(20) })
 			checkUsageDays(t, db, snaps)
 		})
 	}
@@ -98,6 +81,32 @@ func TestUsageDayBackfill(t *testing.T) {
 }
 
 const testICCID = "8937204016150000018"
+
+// applyInOrder opens a fresh read model and applies evs[k] for each k of
+// order (sequence numbers from 1) through projection.ApplyBatch, in
+// transactions of batch() events each.
+func applyInOrder(t *testing.T, evs []*simtrailv1.Event, order []int, batch func() int) *projection.DB {
+	t.Helper()
+	ctx := context.Background()
+	p := NewProjector()
+	db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "model.db"), p.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	var msgs []projection.Message
+	for i, k := range order {
+		msgs = append(msgs, projection.Message{Seq: uint64(i + 1), Event: evs[k]})
+	}
+	for len(msgs) > 0 {
+		n := min(len(msgs), batch())
+		if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs[:n], 1, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[n:]
+	}
+	return db
+}
 
 func checkUsageDays(t *testing.T, db *projection.DB, snaps []Snapshot) {
 	t.Helper()
