@@ -70,11 +70,7 @@ func TestBuildDefersIndexes(t *testing.T) {
 	}
 	ctx := context.Background()
 	p := &indexed{}
-	db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "idx.db"), p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openModel(t, p, "idx.db")
 	if _, err := projection.Build(ctx, js, events.StreamName, p, db, projection.BuildOptions{UpTo: 20, BatchSize: 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +85,7 @@ func TestBuildDefersIndexes(t *testing.T) {
 		t.Errorf("resumed model: applied with index %v, without %v; %d rows", p.sawIndex, p.sawNoIndex, rows(t, db.Writer))
 	}
 
-	cancelled, err := projection.Open(ctx, filepath.Join(t.TempDir(), "cancelled.db"), p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cancelled.Close()
+	cancelled := openModel(t, p, "cancelled.db")
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := projection.Build(cctx, js, events.StreamName, p, cancelled, projection.BuildOptions{}); err == nil {
@@ -117,11 +109,7 @@ func TestBuildUpToBeyondLog(t *testing.T) {
 	}
 	ctx := context.Background()
 	p := &counter{}
-	db, err := projection.Open(ctx, filepath.Join(t.TempDir(), "beyond.db"), p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openModel(t, p, "beyond.db")
 	pos, err := projection.Build(ctx, js, events.StreamName, p, db, projection.BuildOptions{UpTo: last + 10})
 	if err != nil || pos != last || rows(t, db.Writer) != 5 {
 		t.Fatalf("build up to %d of a %d-event log: pos %d, %d rows, err %v", last+10, last, pos, rows(t, db.Writer), err)
@@ -130,13 +118,21 @@ func TestBuildUpToBeyondLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty, err := projection.Open(ctx, filepath.Join(t.TempDir(), "empty.db"), p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer empty.Close()
+	empty := openModel(t, p, "empty.db")
 	pos, err = projection.Build(ctx, js, events.StreamName, p, empty, projection.BuildOptions{StartSeq: ack.Sequence})
 	if err != nil || pos != 0 || rows(t, empty.Writer) != 0 {
 		t.Fatalf("build of a range without events: pos %d, %d rows, err %v", pos, rows(t, empty.Writer), err)
 	}
+}
+
+// openModel opens a fresh read model of p in t's temporary directory,
+// closed when t ends.
+func openModel(t *testing.T, p projection.Projector, name string) *projection.DB {
+	t.Helper()
+	db, err := projection.Open(context.Background(), filepath.Join(t.TempDir(), name), p.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

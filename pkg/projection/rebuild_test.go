@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"io/fs"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -144,20 +143,12 @@ func TestBuildUntil(t *testing.T) {
 	}
 	ctx := context.Background()
 	p := &counter{}
-	asOf, err := projection.Open(ctx, filepath.Join(t.TempDir(), "asof.db"), p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer asOf.Close()
+	asOf := openModel(t, p, "asof.db")
 	pos, err := projection.Build(ctx, js, events.StreamName, p, asOf, projection.BuildOptions{Until: until, BatchSize: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	upTo, err := projection.Open(ctx, filepath.Join(t.TempDir(), "upto.db"), p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer upTo.Close()
+	upTo := openModel(t, p, "upto.db")
 	if _, err := projection.Build(ctx, js, events.StreamName, p, upTo, projection.BuildOptions{UpTo: cutSeq}); err != nil {
 		t.Fatal(err)
 	}
