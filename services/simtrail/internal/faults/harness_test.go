@@ -497,19 +497,26 @@ func percentile(lat []time.Duration, p float64) time.Duration {
 
 // ---- the stream ----------------------------------------------------------
 
-// readStream reads the whole SIMTRAIL stream back and counts messages by
-// Nats-Msg-Id; it also answers the last sequence.
-func readStream(t *testing.T, url string) (map[string]int, uint64) {
+// connectJS connects to NATS at url; done closes the connection.
+func connectJS(t *testing.T, url string) (js jetstream.JetStream, done func()) {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
 		t.Fatal(err)
 	}
+	return js, nc.Close
+}
+
+// readStream reads the whole SIMTRAIL stream back and counts messages by
+// Nats-Msg-Id; it also answers the last sequence.
+func readStream(t *testing.T, url string) (map[string]int, uint64) {
+	t.Helper()
+	js, done := connectJS(t, url)
+	defer done()
 	var counts map[string]int
 	var last uint64
 	// Right after a node was killed a clustered stream may be between

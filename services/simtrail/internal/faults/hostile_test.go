@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/simtrail/simtrail/pkg/events"
 	"github.com/simtrail/simtrail/services/ingest/providers"
@@ -285,12 +284,8 @@ func bigUsageList(n int) []byte {
 // raw bytes.
 func checkRawStored(t *testing.T, url string, body []byte) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, done := connectJS(t, url)
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, events.StreamName)

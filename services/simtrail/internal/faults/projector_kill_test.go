@@ -16,8 +16,6 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/simtrail/simtrail/pkg/events"
 	"github.com/simtrail/simtrail/pkg/projection"
 )
@@ -201,12 +199,8 @@ func waitPosition(t *testing.T, c *http.Client, base, name string, seq uint64, t
 // lastEventSeq is the stream sequence of the newest canonical event.
 func lastEventSeq(t *testing.T, url string) uint64 {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, done := connectJS(t, url)
+	defer done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, events.StreamName)
