@@ -3,6 +3,7 @@ package projection
 import (
 	"context"
 	"database/sql"
+	"fmt"
 )
 
 // TxHooks is implemented, optionally, by a Projector that remembers
@@ -31,4 +32,28 @@ func txEnded(p Projector, tx *sql.Tx, committed *bool) {
 	if h, ok := p.(TxHooks); ok {
 		h.TxEnded(tx, *committed)
 	}
+}
+
+// TxFlusher is implemented, optionally, by a Projector that holds some of
+// an event's writes back to issue them together (sorted, several rows per
+// statement) instead of one statement per event. ApplyBatch calls FlushTx
+// on every transaction it announced through TxBegun: once before the
+// checkpoint is written and the transaction committed, and, when it applies
+// event by event under savepoints (after an Apply failed), after each
+// successful Apply, inside that event's savepoint. So nothing held back
+// is ever committed unwritten, and a failed event leaves nothing of its own
+// behind: Apply (or FlushTx) that fails must drop what it held back.
+// Writes held back must not be read back by a later Apply before FlushTx.
+type TxFlusher interface {
+	FlushTx(ctx context.Context, tx *sql.Tx) error
+}
+
+// flushTx runs p's FlushTx, if p has one.
+func flushTx(ctx context.Context, p Projector, tx *sql.Tx) error {
+	if f, ok := p.(TxFlusher); ok {
+		if err := f.FlushTx(ctx, tx); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+	}
+	return nil
 }

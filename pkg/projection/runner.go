@@ -432,6 +432,9 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 			}
 			lastErr = p.Apply(sctx, tx, m)
 			if lastErr == nil {
+				lastErr = flushTx(sctx, p, tx)
+			}
+			if lastErr == nil {
 				if _, err := tx.ExecContext(sctx, `RELEASE ev`); err != nil {
 					return res, fmt.Errorf("release savepoint: %w", err)
 				}
@@ -458,6 +461,18 @@ func applyTx(ctx context.Context, w *sql.DB, p Projector, msgs []Message, carefu
 			continue
 		}
 		res.Applied++
+	}
+	if !careful {
+		if err := flushTx(sctx, p, tx); err != nil {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			if IsStorageError(err) {
+				return res, err
+			}
+			// An event's held-back write failed: find it event by event.
+			return res, errNeedCareful
+		}
 	}
 	if err := saveCheckpoint(sctx, tx, p.Name(), msgs[len(msgs)-1].Seq); err != nil {
 		return res, err
