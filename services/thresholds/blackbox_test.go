@@ -155,7 +155,11 @@ func readAlerts(t testing.TB, js jetstream.JetStream) []*simtrailv1.ThresholdCro
 		if want := events.AlertSubject("threshold", tc.GetProvider(), key); m.Subject() != want {
 			t.Errorf("alert on %s, want %s", m.Subject(), want)
 		}
-		if m.Headers().Get(events.HeaderMsgID) != tc.GetId() || tc.GetId() != AlertID(events.ProviderName(tc.GetProvider()), key, tc.GetPeriodId(), int(tc.GetLevelPercent())) {
+		idKey := tc.GetIccid()
+		if tc.GetPoolId() != "" {
+			idKey = "pool:" + tc.GetPoolId()
+		}
+		if m.Headers().Get(events.HeaderMsgID) != tc.GetId() || tc.GetId() != AlertID(events.ProviderName(tc.GetProvider()), idKey, tc.GetPeriodId(), int(tc.GetLevelPercent())) {
 			t.Errorf("alert id/header mismatch: %s / %s", tc.GetId(), m.Headers().Get(events.HeaderMsgID))
 		}
 		if m.Headers().Get(events.HeaderType) != AlertCEType || m.Headers().Get(events.HeaderContentType) != events.ContentType {

@@ -232,11 +232,22 @@ func periodKey(base string, allowed *int64) string {
 
 // AlertID is the deterministic id of the derived ThresholdCrossed event for
 // (provider, subject key, period, level): lower hex SHA-256 of
-// "provider|key|period|level". It is the Nats-Msg-Id, so a republish after a
-// crash is deduplicated by JetStream.
+// "provider|key|period|level", where key is alertSubjectKey's. It is the
+// Nats-Msg-Id, so a republish after a crash is deduplicated by JetStream.
 func AlertID(provider, key, period string, level int) string {
 	sum := sha256.Sum256([]byte(provider + "|" + key + "|" + period + "|" + strconv.Itoa(level)))
 	return hex.EncodeToString(sum[:])
+}
+
+// alertSubjectKey is the key AlertID hashes for a subject: the ICCID of a SIM,
+// "pool:" and the id of a pool. Pool ids are provider strings, so one
+// could equal an ICCID; with the same key both alerts would share an id,
+// and JetStream would drop the second as a duplicate.
+func alertSubjectKey(subjectType, key string) string {
+	if subjectType == subjectPool {
+		return "pool:" + key
+	}
+	return key
 }
 
 // point is one usage snapshot for the forecast.

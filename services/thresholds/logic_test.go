@@ -2,6 +2,8 @@ package thresholds
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -453,5 +455,21 @@ func TestMarkOutboxPublished(t *testing.T) {
 	}
 	if len(rows) != 4 || rows[0].key != truphoneICCID {
 		t.Fatalf("pending after mark = %d rows", len(rows))
+	}
+}
+
+// TestAlertIDPoolAndSIMDiffer: a pool whose id equals an ICCID of the same
+// provider gets alert ids of its own, or JetStream would drop one alert
+// as the other's duplicate. A SIM's id keeps the documented form.
+func TestAlertIDPoolAndSIMDiffer(t *testing.T) {
+	const key = "8944000000000000001"
+	sim := AlertID("droam", alertSubjectKey(subjectSIM, key), "p1", 50)
+	pool := AlertID("droam", alertSubjectKey(subjectPool, key), "p1", 50)
+	if sim == pool {
+		t.Fatal("pool and SIM with the same key share an alert id")
+	}
+	sum := sha256.Sum256([]byte("droam|" + key + "|p1|50"))
+	if sim != hex.EncodeToString(sum[:]) {
+		t.Fatalf("SIM alert id %s is not sha256(provider|key|period|level)", sim)
 	}
 }

@@ -35,8 +35,9 @@ type rowCache struct {
 	dataVersion int64
 }
 
-// maxCachedSubjects bounds a cache (about 1 KiB per SIM).
-const maxCachedSubjects = 1 << 15
+// maxCachedSubjects bounds a cache (about 1 KiB per SIM); a variable so
+// that tests can make the cache forget often.
+var maxCachedSubjects = 1 << 15
 
 type subjectID struct{ st, key string }
 
@@ -49,12 +50,19 @@ type subjectRows struct {
 	// does not exist and needs no SELECT.
 	complete bool
 	periods  map[string]*periodRows
+	// pinned: rows of the subject are held back (heldWrites), so the
+	// entry must stay until they are written.
+	pinned bool
 }
 
 // periodRows is one (subject, period) row and, once read, its levels.
 type periodRows struct {
 	row    periodRow
 	levels map[int]levelMark // nil until read
+	// held: the row is to be written at FlushTx; heldLevels: which of
+	// its levels are (see heldWrites).
+	held       bool
+	heldLevels map[int]bool
 }
 
 func newRowCache() *rowCache {
@@ -70,9 +78,13 @@ func (c *rowCache) subject(st, key string) *subjectRows {
 		return s
 	}
 	if len(c.subjects) >= maxCachedSubjects {
-		for k := range c.subjects {
-			delete(c.subjects, k)
-			break
+		// Forget an arbitrary subject, never a pinned one: if every one
+		// is pinned the cache grows until the transaction flushes.
+		for k, s := range c.subjects {
+			if !s.pinned {
+				delete(c.subjects, k)
+				break
+			}
 		}
 	}
 	s := &subjectRows{periods: map[string]*periodRows{}}
@@ -125,7 +137,8 @@ func (p *Projector) TxBegun(ctx context.Context, tx *sql.Tx, w *sql.DB) {
 		c.reset()
 	}
 	c.dataVersion = dv
-	p.stmts.entryLocked(tx).rows = c
+	e := p.stmts.entryLocked(tx)
+	e.rows, e.announced = c, true
 }
 
 // TxEnded implements projection.TxHooks: tx's statements are forgotten,

@@ -25,12 +25,18 @@ type stmtCache struct {
 }
 
 // txEntry is what is remembered of one transaction: its prepared
-// statements and the row cache Apply reads and updates in it (the
+// statements, the row cache Apply reads and updates in it (the
 // writer's cache kept across transactions when the runner announced tx
-// through TxBegun, otherwise one for tx alone; see rowCache).
+// through TxBegun, otherwise one for tx alone; see rowCache) and the
+// writes it holds back.
 type txEntry struct {
 	stmts map[string]*sql.Stmt
 	rows  *rowCache
+	// held collects the writes FlushTx makes (see heldWrites).
+	held *heldWrites
+	// announced: the runner announced tx (TxBegun) and so calls FlushTx
+	// before it commits; otherwise Apply flushes its own writes.
+	announced bool
 }
 
 const stmtCacheTxs = 4
@@ -50,15 +56,22 @@ func (c *stmtCache) entryLocked(tx *sql.Tx) *txEntry {
 	}
 	e, ok := c.byTx[tx]
 	if !ok {
-		if len(c.order) == stmtCacheTxs {
-			// If that transaction is still applying, it goes on with a
-			// cache of its own, so its writer's cache must not outlive
-			// it either.
-			c.byTx[c.order[0]].rows.reset()
-			delete(c.byTx, c.order[0])
-			c.order = c.order[1:]
+		if len(c.order) >= stmtCacheTxs {
+			// Forget the oldest transaction the runner did not announce
+			// (those it did are forgotten at TxEnded, and may hold writes
+			// back). If that transaction is still applying, it goes on
+			// with a cache of its own, so its writer's cache must not
+			// outlive it either.
+			for i, old := range c.order {
+				if oe := c.byTx[old]; !oe.announced {
+					oe.rows.reset()
+					delete(c.byTx, old)
+					c.order = append(c.order[:i], c.order[i+1:]...)
+					break
+				}
+			}
 		}
-		e = &txEntry{stmts: map[string]*sql.Stmt{}, rows: newRowCache()}
+		e = &txEntry{stmts: map[string]*sql.Stmt{}, rows: newRowCache(), held: &heldWrites{}}
 		c.byTx[tx] = e
 		c.order = append(c.order, tx)
 	}

@@ -104,7 +104,8 @@ type current struct {
 // earliest and end the latest stated; ended and max_reported only grow.
 //
 // The merge runs in Go on the cached row (read once on a miss), and only
-// a changed row is written. It returns the merged row.
+// a changed row is held to be written at FlushTx, with the forecast point
+// of o. It returns the merged row.
 func (s store) upsertPeriod(ctx context.Context, o *observation, sub *subjectRows) (*periodRows, error) {
 	x := observed(o)
 	pr := sub.periods[o.periodKey]
@@ -126,35 +127,19 @@ func (s store) upsertPeriod(ctx context.Context, o *observation, sub *subjectRow
 	}
 	switch {
 	case pr == nil:
-		if _, err := s.exec(ctx, `INSERT INTO period(subject_type, subject_key, period_key, provider, start_at, end_at,
-				as_of, as_of_event, snap_at, snap_event, used, allowed, remaining, unlimited, percent, max_reported, ended)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			o.subjectType, o.key, o.periodKey, o.provider, x.start, x.end, x.asOf, x.asOfEvent, x.snapAt, x.snapEvent,
-			x.used, x.allowed, x.remaining, x.unlimited, x.percent, x.maxReported, x.ended); err != nil {
-			return nil, fmt.Errorf("insert period: %w", err)
-		}
 		// Levels are written after their period: a new one has none.
 		pr = &periodRows{row: x, levels: map[int]levelMark{}}
 		sub.periods[o.periodKey] = pr
+		s.e.held.holdPeriod(o, sub, pr)
 	default:
-		m := pr.row.merge(&x)
-		if m == pr.row {
-			break
+		if m := pr.row.merge(&x); m != pr.row {
+			pr.row = m
+			s.e.held.holdPeriod(o, sub, pr)
 		}
-		if _, err := s.exec(ctx, `UPDATE period SET start_at = ?, end_at = ?, as_of = ?, as_of_event = ?, snap_at = ?, snap_event = ?,
-				used = ?, allowed = ?, remaining = ?, unlimited = ?, percent = ?, max_reported = ?, ended = ?
-			WHERE subject_type = ? AND subject_key = ? AND period_key = ?`,
-			m.start, m.end, m.asOf, m.asOfEvent, m.snapAt, m.snapEvent, m.used, m.allowed, m.remaining, m.unlimited,
-			m.percent, m.maxReported, m.ended, o.subjectType, o.key, o.periodKey); err != nil {
-			return nil, fmt.Errorf("update period: %w", err)
-		}
-		pr.row = m
 	}
 	if o.used != nil {
-		if _, err := s.exec(ctx, `INSERT INTO snapshot(subject_type, subject_key, period_key, at, event_id, used)
-			VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, o.subjectType, o.key, o.periodKey, o.at, o.eventID, *o.used); err != nil {
-			return nil, fmt.Errorf("insert snapshot: %w", err)
-		}
+		s.e.held.snapshots = append(s.e.held.snapshots,
+			snapshotRow{st: o.subjectType, key: o.key, period: o.periodKey, at: o.at, event: o.eventID, used: *o.used})
 	}
 	return pr, nil
 }
@@ -272,12 +257,14 @@ func (s store) levels(ctx context.Context, o *observation, pr *periodRows) (map[
 }
 
 // cross merges the levels o shows crossed into have (the period's stored
-// levels) and writes only what changes: a level row keeps the smallest
-// (crossed_at, source rank, event id) over every showing, so the result is
-// the same in any arrival order. A level seen for the first time also gets
-// its outbox row, in this transaction: the first showing in stream order
-// announces it, exactly once per (subject, period, level).
-func (s store) cross(ctx context.Context, o *observation, cs []crossing, seq uint64, have map[int]levelMark) error {
+// levels) and holds only what changes to be written at FlushTx: a level
+// row keeps the smallest (crossed_at, source rank, event id) over every
+// showing, so the result is the same in any arrival order. A level seen
+// for the first time also gets its outbox row, in this transaction: the
+// first showing in stream order announces it, exactly once per (subject,
+// period, level).
+func (s store) cross(o *observation, cs []crossing, seq uint64, sub *subjectRows, pr *periodRows) {
+	have := pr.levels
 	for _, c := range cs {
 		m := levelMark{at: o.at, rank: sourceRank(c.source), event: o.eventID}
 		old, ok := have[c.level]
@@ -285,37 +272,17 @@ func (s store) cross(ctx context.Context, o *observation, cs []crossing, seq uin
 			continue
 		}
 		have[c.level] = m
-		if ok {
-			if _, err := s.exec(ctx, `UPDATE level SET crossed_at = ?, source_rank = ?, event_id = ?
-				WHERE subject_type = ? AND subject_key = ? AND period_key = ? AND level = ?`,
-				m.at, m.rank, m.event, o.subjectType, o.key, o.periodKey, c.level); err != nil {
-				return fmt.Errorf("update level: %w", err)
-			}
-			continue
-		}
-		if _, err := s.exec(ctx, `INSERT INTO level(subject_type, subject_key, period_key, level, crossed_at, source_rank, event_id)
-			VALUES(?, ?, ?, ?, ?, ?, ?)`, o.subjectType, o.key, o.periodKey, c.level, m.at, m.rank, m.event); err != nil {
-			return fmt.Errorf("insert level: %w", err)
-		}
-		if _, err := s.exec(ctx, `INSERT INTO outbox(alert_id, subject_type, subject_key, provider, period_key, level,
-				source, crossed_at, used, allowed, cause_seq, cause_event_id)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(alert_id) DO NOTHING`,
-			AlertID(o.provider, o.key, o.periodKey, c.level), o.subjectType, o.key, o.provider, o.periodKey, c.level,
-			c.source, o.at, nullInt(o.used), nullInt(o.allowed), seq, o.eventID); err != nil {
-			return fmt.Errorf("insert outbox: %w", err)
+		// The level row is written with its final mark at FlushTx, and
+		// a new level's outbox row after it, in this event's order.
+		s.e.held.holdLevel(o, sub, pr, c.level)
+		if !ok {
+			s.e.held.outbox = append(s.e.held.outbox, outboxInsertRow(o, c, seq))
 		}
 	}
-	return nil
 }
 
-func (s store) addAlert(ctx context.Context, o *observation) error {
-	a := o.alert
-	if _, err := s.exec(ctx, `INSERT INTO alert(subject_type, subject_key, event_id, at, rule_id, rule_name, description, direction)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		o.subjectType, o.key, o.eventID, o.at, a.ruleID, a.name, a.description, a.direction); err != nil {
-		return fmt.Errorf("insert alert: %w", err)
-	}
-	return nil
+func (s store) addAlert(o *observation) {
+	s.e.held.alerts = append(s.e.held.alerts, alertRow{st: o.subjectType, key: o.key, event: o.eventID, at: o.at, alert: *o.alert})
 }
 
 // LevelState is one configured level of the current period.

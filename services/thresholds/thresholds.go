@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 
 	"github.com/simtrail/simtrail/pkg/projection"
 )
@@ -118,6 +119,7 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 			// savepoint, or the whole transaction): forget the rows
 			// remembered, they may no longer match SQLite.
 			e.rows.reset()
+			e.held.reset()
 		}
 	}()
 	s := store{tx: tx, e: e}
@@ -149,22 +151,21 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 				return err
 			}
 		}
-		if err := s.cross(ctx, &o, cs, m.Seq, have); err != nil {
-			return err
-		}
+		s.cross(&o, cs, m.Seq, sub, pr)
 	}
 	if o.alert != nil {
-		if err := s.addAlert(ctx, &o); err != nil {
-			return err
-		}
+		s.addAlert(&o)
 	}
 	if o.subjectType == subjectSIM {
-		return s.writeSIM(ctx, &o, sub, head, period, have, p.levels)
+		err = s.writeSIM(ctx, &o, sub, head, period, have, p.levels)
+	} else if period != nil {
+		err = s.refreshPool(ctx, o.key, period, head.cur, have, p.levels)
 	}
-	if period != nil {
-		return s.refreshPool(ctx, o.key, period, head.cur, have, p.levels)
+	if err == nil && !e.announced {
+		// Nobody else will flush a transaction the runner did not announce.
+		err = p.FlushTx(ctx, tx)
 	}
-	return nil
+	return err
 }
 
 // DeferredIndexes implements projection.IndexDeferrer: the fleet indexes
@@ -209,8 +210,15 @@ func (p *Projector) PrepareSwap(ctx context.Context, fresh, old *sql.DB, upTo ui
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read live outbox: %w", err)
 	}
-	for _, id := range ids {
-		if _, err := fresh.ExecContext(ctx, `UPDATE outbox SET published = 0 WHERE alert_id = ?`, id); err != nil {
+	// alert_id is not indexed (the outbox is append-only): one statement
+	// per chunk of ids reads the table once.
+	for chunk := range slices.Chunk(ids, 500) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		q := `UPDATE outbox SET published = 0 WHERE published = 1 AND alert_id IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`
+		if _, err := fresh.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("keep alert pending: %w", err)
 		}
 	}

@@ -1,0 +1,249 @@
+package thresholds
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/simtrail/simtrail/pkg/projection"
+)
+
+// heldWrites are the writes Apply holds back until FlushTx, which writes
+// them before the transaction commits: the period rows and level rows an
+// event changed (once each per transaction, with their final value from
+// the row cache), new outbox rows (in the order seen), forecast points and
+// droam rule alerts. All but the outbox are keyed by subject first, and
+// events arrive interleaved across the fleet, so one statement per event
+// landed on a random page of a large B-tree, and a SIM touched twice in a
+// batch had its period rewritten twice; sorted by key and written several
+// rows per statement, a batch fills neighbouring pages in one pass (see
+// docs/performance.md for what it bought). Apply reads
+// period and level rows through the row cache, which holds what is held,
+// and never reads the other tables, so holding writes back changes no
+// result (projection.TxFlusher).
+//
+// The runner calls FlushTx for the transactions it announced (TxBegun); in
+// any other transaction Apply flushes its own writes before it returns.
+type heldWrites struct {
+	snapshots []snapshotRow
+	alerts    []alertRow
+	// periods and levels changed in this transaction: written once each,
+	// with the value the row cache holds at FlushTx.
+	periods []heldPeriod
+	levels  []heldLevel
+	// outbox rows in the order their crossings were seen.
+	outbox [][]any
+	// pinned are the subjects whose rows are held: the row cache must
+	// not forget them before FlushTx (a re-read would miss held rows).
+	pinned []*subjectRows
+}
+
+type heldPeriod struct {
+	st, key, provider string
+	pr                *periodRows
+}
+
+type heldLevel struct {
+	st, key string
+	pr      *periodRows
+	level   int
+}
+
+func (h *heldWrites) pin(sub *subjectRows) {
+	if !sub.pinned {
+		sub.pinned = true
+		h.pinned = append(h.pinned, sub)
+	}
+}
+
+// holdPeriod marks pr (of o's subject) to be written at FlushTx.
+func (h *heldWrites) holdPeriod(o *observation, sub *subjectRows, pr *periodRows) {
+	if !pr.held {
+		pr.held = true
+		h.periods = append(h.periods, heldPeriod{st: o.subjectType, key: o.key, provider: o.provider, pr: pr})
+		h.pin(sub)
+	}
+}
+
+// holdLevel marks level of pr to be written at FlushTx.
+func (h *heldWrites) holdLevel(o *observation, sub *subjectRows, pr *periodRows, level int) {
+	if pr.heldLevels == nil {
+		pr.heldLevels = map[int]bool{}
+	}
+	if !pr.heldLevels[level] {
+		pr.heldLevels[level] = true
+		h.levels = append(h.levels, heldLevel{st: o.subjectType, key: o.key, pr: pr, level: level})
+		h.pin(sub)
+	}
+}
+
+type snapshotRow struct {
+	st, key, period string
+	at              int64
+	event           string
+	used            int64
+}
+
+type alertRow struct {
+	st, key, event string
+	at             int64
+	alert          ruleAlert
+}
+
+func (h *heldWrites) reset() {
+	for _, p := range h.periods {
+		p.pr.held = false
+	}
+	for _, l := range h.levels {
+		clear(l.pr.heldLevels)
+	}
+	for _, sub := range h.pinned {
+		sub.pinned = false
+	}
+	h.snapshots = reuse(h.snapshots)
+	h.alerts = reuse(h.alerts)
+	h.periods = reuse(h.periods)
+	h.levels = reuse(h.levels)
+	h.outbox = reuse(h.outbox)
+	h.pinned = reuse(h.pinned)
+}
+
+// reuse empties s for reuse, dropping the references it held.
+func reuse[T any](s []T) []T {
+	clear(s)
+	return s[:0]
+}
+
+var _ projection.TxFlusher = (*Projector)(nil)
+
+// FlushTx implements projection.TxFlusher: it writes the rows Apply held
+// back in tx. If a write fails, the rest is dropped with it (the runner
+// rolls back what this transaction or event wrote).
+func (p *Projector) FlushTx(ctx context.Context, tx *sql.Tx) (err error) {
+	e := p.stmts.entry(tx)
+	h := e.held
+	defer func() {
+		h.reset()
+		if err != nil {
+			e.rows.reset()
+		}
+	}()
+	s := store{tx: tx, e: e}
+	slices.SortFunc(h.periods, func(a, b heldPeriod) int {
+		return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.pr.row.key, b.pr.row.key))
+	})
+	if err := writeRows(ctx, s, periodUpsert, h.periods, func(args []any, p *heldPeriod) []any {
+		return periodArgs(args, p.st, p.key, p.provider, &p.pr.row)
+	}); err != nil {
+		return fmt.Errorf("write period: %w", err)
+	}
+	slices.SortFunc(h.levels, func(a, b heldLevel) int {
+		return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.pr.row.key, b.pr.row.key),
+			cmp.Compare(a.level, b.level))
+	})
+	if err := writeRows(ctx, s, levelUpsert, h.levels, func(args []any, l *heldLevel) []any {
+		m := l.pr.levels[l.level]
+		return append(args, l.st, l.key, l.pr.row.key, l.level, m.at, m.rank, m.event)
+	}); err != nil {
+		return fmt.Errorf("write level: %w", err)
+	}
+	if err := writeRows(ctx, s, outboxInsert, h.outbox, func(args []any, r *[]any) []any {
+		return append(args, (*r)...)
+	}); err != nil {
+		return fmt.Errorf("insert outbox: %w", err)
+	}
+	slices.SortFunc(h.snapshots, func(a, b snapshotRow) int {
+		return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.period, b.period),
+			cmp.Compare(a.at, b.at), cmp.Compare(a.event, b.event))
+	})
+	if err := writeRows(ctx, s, snapshotInsert, h.snapshots, func(args []any, r *snapshotRow) []any {
+		return append(args, r.st, r.key, r.period, r.at, r.event, r.used)
+	}); err != nil {
+		return fmt.Errorf("insert snapshot: %w", err)
+	}
+	slices.SortFunc(h.alerts, func(a, b alertRow) int {
+		return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.at, b.at), cmp.Compare(a.event, b.event))
+	})
+	if err := writeRows(ctx, s, alertInsert, h.alerts, func(args []any, r *alertRow) []any {
+		return append(args, r.st, r.key, r.event, r.at, r.alert.ruleID, r.alert.name, r.alert.description, r.alert.direction)
+	}); err != nil {
+		return fmt.Errorf("insert alert: %w", err)
+	}
+	return nil
+}
+
+// multiInsert is one INSERT statement for one row and for rowsPerInsert
+// rows at once.
+type multiInsert struct {
+	one, many string
+}
+
+// rowsPerInsert rows go into one statement: beyond a few dozen the
+// per-statement cost is already negligible, and SQLite's bound variables
+// stay far below its limit.
+const rowsPerInsert = 64
+
+func newMultiInsert(head string, cols int, tail string) multiInsert {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return multiInsert{
+		one:  head + " VALUES" + row + " " + tail,
+		many: head + " VALUES" + strings.TrimSuffix(strings.Repeat(row+", ", rowsPerInsert), ", ") + " " + tail,
+	}
+}
+
+var (
+	// periodUpsert writes a whole period row, new or changed.
+	periodUpsert = newMultiInsert(`INSERT INTO period(subject_type, subject_key, period_key, provider, start_at, end_at,
+			as_of, as_of_event, snap_at, snap_event, used, allowed, remaining, unlimited, percent, max_reported, ended)`, 17,
+		`ON CONFLICT(subject_type, subject_key, period_key) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at,
+			as_of = excluded.as_of, as_of_event = excluded.as_of_event, snap_at = excluded.snap_at, snap_event = excluded.snap_event,
+			used = excluded.used, allowed = excluded.allowed, remaining = excluded.remaining, unlimited = excluded.unlimited,
+			percent = excluded.percent, max_reported = excluded.max_reported, ended = excluded.ended`)
+	// levelUpsert writes a level row's mark, new or lowered.
+	levelUpsert = newMultiInsert(`INSERT INTO level(subject_type, subject_key, period_key, level, crossed_at, source_rank, event_id)`, 7,
+		`ON CONFLICT(subject_type, subject_key, period_key, level) DO UPDATE SET crossed_at = excluded.crossed_at,
+			source_rank = excluded.source_rank, event_id = excluded.event_id`)
+	outboxInsert = newMultiInsert(`INSERT INTO outbox(alert_id, subject_type, subject_key, provider, period_key, level,
+			source, crossed_at, used, allowed, cause_seq, cause_event_id)`, 12, ``)
+	snapshotInsert = newMultiInsert(`INSERT INTO snapshot(subject_type, subject_key, period_key, at, event_id, used)`, 6,
+		`ON CONFLICT DO NOTHING`)
+	alertInsert = newMultiInsert(`INSERT INTO alert(subject_type, subject_key, event_id, at, rule_id, rule_name, description, direction)`, 8,
+		`ON CONFLICT DO NOTHING`)
+)
+
+// writeRows inserts rows in order, rowsPerInsert per statement and the
+// remainder one by one, with bind appending a row's values.
+func writeRows[R any](ctx context.Context, s store, q multiInsert, rows []R, bind func([]any, *R) []any) error {
+	var args []any
+	for len(rows) > 0 {
+		n, query := 1, q.one
+		if len(rows) >= rowsPerInsert {
+			n, query = rowsPerInsert, q.many
+		}
+		args = args[:0]
+		for i := range n {
+			args = bind(args, &rows[i])
+		}
+		if _, err := s.exec(ctx, query, args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// periodArgs appends the values of periodUpsert for one row.
+func periodArgs(args []any, st, key, provider string, r *periodRow) []any {
+	return append(args, st, key, r.key, provider, r.start, r.end, r.asOf, r.asOfEvent, r.snapAt, r.snapEvent,
+		r.used, r.allowed, r.remaining, r.unlimited, r.percent, r.maxReported, r.ended)
+}
+
+// outboxInsertRow is the outboxInsert values announcing crossing c of o,
+// the event at stream sequence seq.
+func outboxInsertRow(o *observation, c crossing, seq uint64) []any {
+	return []any{AlertID(o.provider, alertSubjectKey(o.subjectType, o.key), o.periodKey, c.level), o.subjectType, o.key,
+		o.provider, o.periodKey, c.level, c.source, o.at, nullInt(o.used), nullInt(o.allowed), seq, o.eventID}
+}
