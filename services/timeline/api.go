@@ -240,13 +240,16 @@ func (h *handlers) usage(c echo.Context) error {
 	}
 	fs, ts := formatTime(from), formatTime(to)
 	resp.From, resp.To = &fs, &ts
+	sc := scratchPool.Get().(*usageScratch)
+	defer sc.release() // after ok has written the answer
 	var deltas []Delta
 	if p.g != Hour {
 		// Day and month buckets are whole days: read the per-day figures.
 		var sim bool
-		if deltas, daily, sim, err = rd.dayUsage(ctx, iccid, from, to); err != nil {
+		if deltas, daily, sim, err = rd.dayUsage(ctx, iccid, from, to, sc.deltas); err != nil {
 			return err
 		}
+		sc.deltas = deltas
 		known = known || sim
 		if daily {
 			resp.Source = SourceDaily
@@ -259,7 +262,7 @@ func (h *handlers) usage(c echo.Context) error {
 		deltas = SnapshotDeltas(prev, snaps)
 	}
 	known = known || len(deltas) > 0
-	sums, total := sumBuckets(p.g, from, to, deltas, p.byLocation)
+	sums, total := sumBuckets(sc, p.g, from, to, deltas, p.byLocation)
 	resp.TotalDataBytes = total
 	return ok(&resp, sums)
 }

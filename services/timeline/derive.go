@@ -4,9 +4,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -89,11 +91,14 @@ func (g Granularity) countBuckets(from, to time.Time, limit int) int {
 // ParseTime accepts RFC 3339 (any offset, converted to UTC) or YYYY-MM-DD
 // (midnight UTC).
 func ParseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+	// Only a date has this length (RFC 3339 needs at least 20 bytes), so
+	// it is tried first and alone: a failed parse allocates its error.
+	if len(s) == len(time.DateOnly) {
+		if t, err := time.Parse(time.DateOnly, s); err == nil {
+			return t, nil
+		}
+	} else if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UTC(), nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor YYYY-MM-DD", s)
 }
@@ -167,7 +172,7 @@ type Bucket struct {
 // listed, ordered by start then location. Deltas outside the range are
 // ignored.
 func BucketDeltas(g Granularity, from, to time.Time, deltas []Delta, byLocation bool) ([]Bucket, int64) {
-	sums, total := sumBuckets(g, from, to, deltas, byLocation)
+	sums, total := sumBuckets(nil, g, from, to, deltas, byLocation)
 	return bucketsOf(sums, byLocation), total
 }
 
@@ -184,6 +189,30 @@ func bucketsOf(sums []bucketSum, grouped bool) []Bucket {
 	return out
 }
 
+// usageScratch is the working memory of one usage answer: the deltas read,
+// the bucket boundaries and sums. A busy API answers tens of thousands of
+// these a second, and allocating them afresh each time was most of an
+// answer's garbage, so the handler recycles them (scratchPool).
+type usageScratch struct {
+	deltas []Delta
+	starts []time.Time
+	sums   []bucketSum
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(usageScratch) }}
+
+// release returns sc to the pool; nothing from it may be used afterwards.
+// Oversized slices (a long hourly range) are left to the GC.
+func (sc *usageScratch) release() {
+	if cap(sc.deltas) > 4*MaxBuckets || cap(sc.starts) > MaxBuckets || cap(sc.sums) > MaxBuckets {
+		return
+	}
+	clear(sc.deltas) // drop the location strings
+	clear(sc.sums)
+	sc.deltas, sc.starts, sc.sums = sc.deltas[:0], sc.starts[:0], sc.sums[:0]
+	scratchPool.Put(sc)
+}
+
 // bucketSum is one bucket before rendering; loc is "" unless grouped.
 type bucketSum struct {
 	start, end time.Time
@@ -192,16 +221,22 @@ type bucketSum struct {
 }
 
 // sumBuckets is BucketDeltas without the string formatting, which the
-// usage handler does straight into its response buffer.
-func sumBuckets(g Granularity, from, to time.Time, deltas []Delta, byLocation bool) ([]bucketSum, int64) {
-	var starts []time.Time
+// usage handler does straight into its response buffer. Its slices come
+// from sc when sc is not nil (and go back to it for the next answer).
+func sumBuckets(sc *usageScratch, g Granularity, from, to time.Time, deltas []Delta, byLocation bool) ([]bucketSum, int64) {
+	if sc == nil {
+		sc = &usageScratch{}
+	}
+	starts := sc.starts[:0]
+	defer func() { sc.starts = starts }()
 	// index finds the bucket holding t (from <= t < to): starts are
 	// successive bucket boundaries, so this is g.Floor(t) without the
 	// calendar arithmetic.
 	var index func(t time.Time) int
 	if g == Day {
 		const day = 24 * time.Hour
-		starts = make([]time.Time, g.countBuckets(from, to, MaxBuckets))
+		n := g.countBuckets(from, to, MaxBuckets)
+		starts = slices.Grow(starts, n)[:n]
 		for i := range starts {
 			starts[i] = from.Add(time.Duration(i) * day)
 		}
@@ -222,7 +257,8 @@ func sumBuckets(g Granularity, from, to time.Time, deltas []Delta, byLocation bo
 	}
 	var total int64
 	if !byLocation {
-		out := make([]bucketSum, len(starts))
+		out := slices.Grow(sc.sums[:0], len(starts))[:len(starts)]
+		sc.sums = out
 		for i, s := range starts {
 			out[i] = bucketSum{start: s, end: end(i)}
 		}

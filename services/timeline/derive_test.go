@@ -3,6 +3,7 @@ package timeline
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -274,5 +275,31 @@ func TestRowOf(t *testing.T) {
 				t.Errorf("detail %v, want %v", got, tt.detail)
 			}
 		})
+	}
+}
+
+// TestSumBucketsScratchReuse: sums computed in a recycled scratch (as the
+// usage handler does) equal fresh ones, whatever the previous answer left
+// in it: longer or shorter ranges, other granularities, grouped or not.
+func TestSumBucketsScratchReuse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := ts("2025-08-01T00:00:00Z")
+	for i := range 300 {
+		g := []Granularity{Hour, Day, Month}[rng.IntN(3)]
+		from := g.Floor(base.Add(time.Duration(rng.IntN(40*24)) * time.Hour))
+		to := g.Ceil(from.Add(time.Duration(1+rng.IntN(60*24)) * time.Hour))
+		var deltas []Delta
+		for range rng.IntN(50) {
+			deltas = append(deltas, Delta{At: from.Add(time.Duration(rng.IntN(80*24)-10*24) * time.Hour),
+				Bytes: int64(rng.IntN(1000)), Location: []string{"France", "Spain", UnknownLocation}[rng.IntN(3)]})
+		}
+		grouped := rng.IntN(4) == 0
+		want, wantTotal := sumBuckets(nil, g, from, to, deltas, grouped)
+		sc := scratchPool.Get().(*usageScratch) // mostly the one released last round
+		got, total := sumBuckets(sc, g, from, to, deltas, grouped)
+		if !reflect.DeepEqual(got, want) || total != wantTotal {
+			t.Fatalf("case %d (%s %s..%s grouped=%v): scratch answer differs", i, g, from, to, grouped)
+		}
+		sc.release()
 	}
 }

@@ -315,7 +315,15 @@ func (r *reader) timeline(ctx context.Context, q EventsQuery) ([]timelineEntry, 
 // per-day rows (a SIM with any daily_usage row answers from those only,
 // any other from the snapshot sums in usage_day) and whether the SIM is
 // known at all. One statement, so all three come from the same state.
-func (r *reader) dayUsage(ctx context.Context, iccid string, from, to time.Time) (deltas []Delta, daily, known bool, err error) {
+//
+// A SIM is known when it has a sim_event row; a usage_day or daily_usage
+// row exists only beside one (Apply writes it with its event), so those
+// small tables answer first and only a SIM without either costs a seek in
+// sim_event's large iccid index (CASE evaluates lazily): that seek was a
+// third of the statement's time.
+//
+// The deltas are appended to buf[:0].
+func (r *reader) dayUsage(ctx context.Context, iccid string, from, to time.Time, buf []Delta) (deltas []Delta, daily, known bool, err error) {
 	rows, err := r.q.QueryContext(ctx, `
 		SELECT 1, CAST(julianday(day) - 2440587.5 AS INTEGER), location, data_bytes FROM daily_usage
 			WHERE iccid = ?1 AND day >= ?2 AND day < ?3
@@ -323,18 +331,23 @@ func (r *reader) dayUsage(ctx context.Context, iccid string, from, to time.Time)
 		UNION ALL SELECT 0, day, '', bytes FROM usage_day
 			WHERE iccid = ?1 AND day >= ?4 AND day < ?5
 			AND NOT EXISTS (SELECT 1 FROM daily_usage WHERE iccid = ?1)
-		UNION ALL SELECT 3, 0, '', 0 WHERE EXISTS (SELECT 1 FROM sim_event WHERE iccid = ?1)`,
+		UNION ALL SELECT 3, 0, '', 0 WHERE CASE
+			WHEN EXISTS (SELECT 1 FROM usage_day WHERE iccid = ?1) THEN 1
+			WHEN EXISTS (SELECT 1 FROM daily_usage WHERE iccid = ?1) THEN 1
+			ELSE EXISTS (SELECT 1 FROM sim_event WHERE iccid = ?1) END`,
 		iccid, from.Format(time.DateOnly), to.Format(time.DateOnly), dayOf(from), dayOf(to))
 	if err != nil {
 		return nil, false, false, fmt.Errorf("list usage days: %w", err)
 	}
 	defer rows.Close()
-	deltas = make([]Delta, 0, 32) // a month of days without regrowing
+	deltas = buf[:0]
+	// Declared once: Scan's destinations escape, so per row they cost
+	// three allocations.
+	var tag int
+	var day sql.NullInt64
+	var loc string
+	var n int64
 	for rows.Next() {
-		var tag int
-		var day sql.NullInt64
-		var loc string
-		var n int64
 		if err := rows.Scan(&tag, &day, &loc, &n); err != nil {
 			return nil, false, false, fmt.Errorf("scan usage day: %w", err)
 		}

@@ -134,7 +134,7 @@ func checkUsageDaysOf(t *testing.T, db *projection.DB, iccid string, snaps []Sna
 	for _, g := range []Granularity{Day, Month} {
 		from := g.Floor(snaps[0].At)
 		to := g.Next(g.Floor(snaps[len(snaps)-1].At))
-		got, daily, _, err := rd.dayUsage(ctx, iccid, from, to)
+		got, daily, _, err := rd.dayUsage(ctx, iccid, from, to, nil)
 		if err != nil || daily {
 			t.Fatalf("daily %v, err %v", daily, err)
 		}
