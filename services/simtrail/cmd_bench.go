@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/simtrail/simtrail/services/simtrail/internal/bench"
@@ -31,6 +34,14 @@ goes to stderr, the table to stdout. See docs/performance.md.`,
 			if phases != "" {
 				o.Phases = strings.Split(phases, ",")
 			}
+			if o.Reuse && o.Dir == "" {
+				return errors.New("--reuse needs --dir: a temporary store is removed after each run")
+			}
+			if o.ProfileDir != "" {
+				if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+					return fmt.Errorf("profile dir: %w", err)
+				}
+			}
 			o.Log = cmd.ErrOrStderr()
 			o.Bar = !quiet
 			o.Logger = newLogger(cmd).With("component", "bench")
@@ -59,5 +70,6 @@ goes to stderr, the table to stdout. See docs/performance.md.`,
 	fs.StringVar(&phases, "phases", "", "comma-separated subset: ingest,rebuild,queries,freshness (default all)")
 	fs.BoolVar(&quiet, "no-progress", false, "no progress bars")
 	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write a CPU profile per phase here (<phase>.cpu.pprof)")
+	fs.BoolVar(&o.Reuse, "reuse", false, "with --dir: serve over the store an earlier run filled and rebuilt today with the same --events, --sims and --seed (not with the rebuild phase)")
 	return cmd
 }

@@ -70,6 +70,10 @@ type Options struct {
 	// ProfileDir, when set, receives a CPU profile per phase
 	// (<phase>.cpu.pprof), for `go tool pprof`.
 	ProfileDir string
+	// Reuse: when Dir holds a store a run filled and rebuilt today with the
+	// same Events, Sims and Seed, and the rebuild phase is not selected,
+	// the serving phases run over it without filling and rebuilding again.
+	Reuse bool
 }
 
 func (o *Options) defaults() {
@@ -172,13 +176,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	needStore := o.want("rebuild") || o.want("queries") || o.want("freshness")
 	storeDir := dirJoin(dir, "store")
-	if needStore {
+	if needStore && o.Reuse && !o.want("rebuild") && storeReusable(storeDir, o) {
+		fmt.Fprintf(o.Log, "reusing the filled and rebuilt store in %s\n", storeDir)
+	} else if needStore {
 		mem.phase("fill")
 		r, err := benchRebuild(ctx, o, storeDir, mem)
 		if err != nil {
 			return res, fmt.Errorf("rebuild phase: %w", err)
 		}
 		res.Rebuild = r
+		if err := markStore(storeDir, o); err != nil {
+			return res, err
+		}
 	}
 	if o.want("queries") || o.want("freshness") {
 		mem.phase("queries")
@@ -196,6 +205,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 }
 
 func dirJoin(a, b string) string { return strings.TrimRight(a, "/") + "/" + b }
+
+// storeMark names what a finished fill and rebuild left in a store
+// directory. The generated provider times are relative to the day of the
+// fill (the query window is too), so a store is reusable on that day only.
+func storeMark(o Options) string {
+	return fmt.Sprintf("events=%d sims=%d seed=%d day=%s\n", o.Events, o.Sims, o.Seed, time.Now().UTC().Format(time.DateOnly))
+}
+
+const storeMarkFile = "bench-store"
+
+func markStore(dir string, o Options) error {
+	return os.WriteFile(dirJoin(dir, storeMarkFile), []byte(storeMark(o)), 0o644)
+}
+
+func storeReusable(dir string, o Options) bool {
+	b, err := os.ReadFile(dirJoin(dir, storeMarkFile))
+	return err == nil && string(b) == storeMark(o)
+}
 
 // startSystem starts an app and serves it until the returned stop is
 // called.
