@@ -1,7 +1,7 @@
 # simtrail — make run (whole system, embedded JetStream + SQLite, :8080),
 # make test (whole suite), make build (bin/simtrail), make bench (SPEC §9
 # figures; bench-go: Go micro-benchmarks), make proto,
-# make lint, make tidy, make fuzz (short fuzzing of every provider and query-parameter parser),
+# make lint, make tidy, make fuzz (short fuzzing of every provider and query-parameter parser and the ack reader),
 # make faults (fault-injection suite: real processes, SIGKILL, full disks,
 # hostile clients; FAULTS_SHORT=1 is the CI form; needs root for tmpfs).
 
@@ -54,6 +54,7 @@ fuzz:
 	cd services/ingest && for f in FuzzParseDroam FuzzParseRoamify FuzzParseTruphone FuzzDiffDroam FuzzDiffRoamify FuzzDiffTruphone; do \
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./providers/ || exit 1; \
 	done
+	cd services/ingest && $(GO) test -run='^$$' -fuzz='^FuzzParseAck$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) .
 	cd services/timeline && for f in FuzzQueryParams FuzzCursor; do \
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) . || exit 1; \
 	done
