@@ -41,15 +41,21 @@ type heldWrites struct {
 	pinned []*subjectRows
 }
 
+// heldPeriod and heldLevel are rows to write. isNew: the row did not exist
+// before this transaction, so it is written with a plain INSERT, and a row
+// SQLite does hold (the cache was wrong) fails the batch, which is then
+// applied event by event from fresh reads, instead of being overwritten.
 type heldPeriod struct {
 	st, key, provider string
 	pr                *periodRows
+	isNew             bool
 }
 
 type heldLevel struct {
 	st, key string
 	pr      *periodRows
 	level   int
+	isNew   bool
 }
 
 func (h *heldWrites) pin(sub *subjectRows) {
@@ -59,23 +65,25 @@ func (h *heldWrites) pin(sub *subjectRows) {
 	}
 }
 
-// holdPeriod marks pr (of o's subject) to be written at FlushTx.
-func (h *heldWrites) holdPeriod(o *observation, sub *subjectRows, pr *periodRows) {
+// holdPeriod marks pr (of o's subject) to be written at FlushTx; isNew
+// when it is not stored yet (a later change in this transaction keeps it
+// new).
+func (h *heldWrites) holdPeriod(o *observation, sub *subjectRows, pr *periodRows, isNew bool) {
 	if !pr.held {
 		pr.held = true
-		h.periods = append(h.periods, heldPeriod{st: o.subjectType, key: o.key, provider: o.provider, pr: pr})
+		h.periods = append(h.periods, heldPeriod{st: o.subjectType, key: o.key, provider: o.provider, pr: pr, isNew: isNew})
 		h.pin(sub)
 	}
 }
 
-// holdLevel marks level of pr to be written at FlushTx.
-func (h *heldWrites) holdLevel(o *observation, sub *subjectRows, pr *periodRows, level int) {
+// holdLevel marks level of pr to be written at FlushTx, as holdPeriod.
+func (h *heldWrites) holdLevel(o *observation, sub *subjectRows, pr *periodRows, level int, isNew bool) {
 	if pr.heldLevels == nil {
 		pr.heldLevels = map[int]bool{}
 	}
 	if !pr.heldLevels[level] {
 		pr.heldLevels[level] = true
-		h.levels = append(h.levels, heldLevel{st: o.subjectType, key: o.key, pr: pr, level: level})
+		h.levels = append(h.levels, heldLevel{st: o.subjectType, key: o.key, pr: pr, level: level, isNew: isNew})
 		h.pin(sub)
 	}
 }
@@ -122,8 +130,12 @@ var _ projection.TxFlusher = (*Projector)(nil)
 // FlushTx implements projection.TxFlusher: it writes the rows Apply held
 // back in tx. If a write fails, the rest is dropped with it (the runner
 // rolls back what this transaction or event wrote).
-func (p *Projector) FlushTx(ctx context.Context, tx *sql.Tx) (err error) {
-	e := p.stmts.entry(tx)
+func (p *Projector) FlushTx(ctx context.Context, tx *sql.Tx) error {
+	return p.flush(ctx, tx, p.stmts.entry(tx))
+}
+
+// flush writes what e holds, in tx.
+func (p *Projector) flush(ctx context.Context, tx *sql.Tx, e *txEntry) (err error) {
 	h := e.held
 	defer func() {
 		h.reset()
@@ -132,23 +144,33 @@ func (p *Projector) FlushTx(ctx context.Context, tx *sql.Tx) (err error) {
 		}
 	}()
 	s := store{tx: tx, e: e}
+	// New rows first, then changed ones, each in key order.
 	slices.SortFunc(h.periods, func(a, b heldPeriod) int {
-		return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.pr.row.key, b.pr.row.key))
+		return cmp.Or(-cmp.Compare(btoi(a.isNew), btoi(b.isNew)), cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key),
+			cmp.Compare(a.pr.row.key, b.pr.row.key))
 	})
-	if err := writeRows(ctx, s, periodUpsert, h.periods, func(args []any, p *heldPeriod) []any {
-		return periodArgs(args, p.st, p.key, p.provider, &p.pr.row)
-	}); err != nil {
-		return fmt.Errorf("write period: %w", err)
+	nNew := countNew(h.periods, func(p heldPeriod) bool { return p.isNew })
+	periodArg := func(args []any, p *heldPeriod) []any { return periodArgs(args, p.st, p.key, p.provider, &p.pr.row) }
+	if err := writeRows(ctx, s, periodInsert, h.periods[:nNew], periodArg); err != nil {
+		return fmt.Errorf("insert period: %w", err)
+	}
+	if err := writeRows(ctx, s, periodUpsert, h.periods[nNew:], periodArg); err != nil {
+		return fmt.Errorf("update period: %w", err)
 	}
 	slices.SortFunc(h.levels, func(a, b heldLevel) int {
-		return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.pr.row.key, b.pr.row.key),
-			cmp.Compare(a.level, b.level))
+		return cmp.Or(-cmp.Compare(btoi(a.isNew), btoi(b.isNew)), cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key),
+			cmp.Compare(a.pr.row.key, b.pr.row.key), cmp.Compare(a.level, b.level))
 	})
-	if err := writeRows(ctx, s, levelUpsert, h.levels, func(args []any, l *heldLevel) []any {
+	nNew = countNew(h.levels, func(l heldLevel) bool { return l.isNew })
+	levelArg := func(args []any, l *heldLevel) []any {
 		m := l.pr.levels[l.level]
 		return append(args, l.st, l.key, l.pr.row.key, l.level, m.at, m.rank, m.event)
-	}); err != nil {
-		return fmt.Errorf("write level: %w", err)
+	}
+	if err := writeRows(ctx, s, levelInsert, h.levels[:nNew], levelArg); err != nil {
+		return fmt.Errorf("insert level: %w", err)
+	}
+	if err := writeRows(ctx, s, levelUpsert, h.levels[nNew:], levelArg); err != nil {
+		return fmt.Errorf("update level: %w", err)
 	}
 	if err := writeRows(ctx, s, outboxInsert, h.outbox, func(args []any, r *[]any) []any {
 		return append(args, (*r)...)
@@ -194,16 +216,24 @@ func newMultiInsert(head string, cols int, tail string) multiInsert {
 	}
 }
 
+const (
+	periodCols = `INSERT INTO period(subject_type, subject_key, period_key, provider, start_at, end_at,
+			as_of, as_of_event, snap_at, snap_event, used, allowed, remaining, unlimited, percent, max_reported, ended)`
+	levelCols = `INSERT INTO level(subject_type, subject_key, period_key, level, crossed_at, source_rank, event_id)`
+)
+
 var (
-	// periodUpsert writes a whole period row, new or changed.
-	periodUpsert = newMultiInsert(`INSERT INTO period(subject_type, subject_key, period_key, provider, start_at, end_at,
-			as_of, as_of_event, snap_at, snap_event, used, allowed, remaining, unlimited, percent, max_reported, ended)`, 17,
+	// periodInsert writes a new period row; periodUpsert a changed one
+	// (whole: the cache holds all of it).
+	periodInsert = newMultiInsert(periodCols, 17, ``)
+	periodUpsert = newMultiInsert(periodCols, 17,
 		`ON CONFLICT(subject_type, subject_key, period_key) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at,
 			as_of = excluded.as_of, as_of_event = excluded.as_of_event, snap_at = excluded.snap_at, snap_event = excluded.snap_event,
 			used = excluded.used, allowed = excluded.allowed, remaining = excluded.remaining, unlimited = excluded.unlimited,
 			percent = excluded.percent, max_reported = excluded.max_reported, ended = excluded.ended`)
-	// levelUpsert writes a level row's mark, new or lowered.
-	levelUpsert = newMultiInsert(`INSERT INTO level(subject_type, subject_key, period_key, level, crossed_at, source_rank, event_id)`, 7,
+	// levelInsert writes a new level row, levelUpsert a lowered mark.
+	levelInsert = newMultiInsert(levelCols, 7, ``)
+	levelUpsert = newMultiInsert(levelCols, 7,
 		`ON CONFLICT(subject_type, subject_key, period_key, level) DO UPDATE SET crossed_at = excluded.crossed_at,
 			source_rank = excluded.source_rank, event_id = excluded.event_id`)
 	outboxInsert = newMultiInsert(`INSERT INTO outbox(alert_id, subject_type, subject_key, provider, period_key, level,
@@ -246,4 +276,20 @@ func periodArgs(args []any, st, key, provider string, r *periodRow) []any {
 func outboxInsertRow(o *observation, c crossing, seq uint64) []any {
 	return []any{AlertID(o.provider, alertSubjectKey(o.subjectType, o.key), o.periodKey, c.level), o.subjectType, o.key,
 		o.provider, o.periodKey, c.level, c.source, o.at, nullInt(o.used), nullInt(o.allowed), seq, o.eventID}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// countNew is how many rows at the start of rows (sorted new first) are new.
+func countNew[R any](rows []R, isNew func(R) bool) int {
+	n := 0
+	for n < len(rows) && isNew(rows[n]) {
+		n++
+	}
+	return n
 }

@@ -73,3 +73,67 @@ func TestHeldWritesSurviveCacheEviction(t *testing.T) {
 		t.Fatal("model built with a tiny row cache differs from a clean build")
 	}
 }
+
+// TestHeldNewRowsRefuseStoredOnes: a level the row cache takes for new is
+// written with a plain INSERT, so if SQLite does hold it (here written on
+// the writer's own connection behind the cache's back, which data_version
+// cannot see) the batch fails and is re-applied from fresh reads: the
+// stored earlier crossing stays, and no second announcement is written.
+func TestHeldNewRowsRefuseStoredOnes(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	evs := genEvents(12, 10, 60)
+	half := len(evs) / 2
+	full := build(t, genOptions(), evs...)
+	p := newProjector(t, genOptions())
+	db := openDB(t, p)
+	msgs := batches(evs, len(evs))[0]
+	if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs[:half], 1, log); err != nil {
+		t.Fatal(err)
+	}
+	// A level the second half crosses for the first time.
+	var st, key, period string
+	level := -1
+	rows, err := full.Query(`SELECT subject_type, subject_key, period_key, level FROM level`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() && level < 0 {
+		var s, k, pk string
+		var l, n int
+		if err := rows.Scan(&s, &k, &pk, &l); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Writer.QueryRow(`SELECT count(*) FROM level WHERE subject_type = ? AND subject_key = ? AND period_key = ? AND level = ?`,
+			s, k, pk, l).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			st, key, period, level = s, k, pk, l
+		}
+	}
+	rows.Close()
+	if level < 0 {
+		t.Fatal("the second half crosses no new level")
+	}
+	var n int
+	if _, err := db.Writer.Exec(`INSERT INTO level VALUES(?, ?, ?, ?, 1, 0, 'stored-before')`, st, key, period, level); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs[half:], 1, log); err != nil {
+		t.Fatal(err)
+	}
+	var at int64
+	var ev string
+	if err := db.Reader.QueryRow(`SELECT crossed_at, event_id FROM level WHERE subject_type = ? AND subject_key = ? AND period_key = ? AND level = ?`,
+		st, key, period, level).Scan(&at, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if at != 1 || ev != "stored-before" {
+		t.Errorf("stored earlier crossing overwritten: crossed_at %d by %s", at, ev)
+	}
+	if err := db.Reader.QueryRow(`SELECT count(*) FROM outbox WHERE subject_type = ? AND subject_key = ? AND period_key = ? AND level = ?`,
+		st, key, period, level).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d outbox rows for a level SQLite already held (%v)", n, err)
+	}
+}

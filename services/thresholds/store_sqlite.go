@@ -130,11 +130,11 @@ func (s store) upsertPeriod(ctx context.Context, o *observation, sub *subjectRow
 		// Levels are written after their period: a new one has none.
 		pr = &periodRows{row: x, levels: map[int]levelMark{}}
 		sub.periods[o.periodKey] = pr
-		s.e.held.holdPeriod(o, sub, pr)
+		s.e.held.holdPeriod(o, sub, pr, true)
 	default:
 		if m := pr.row.merge(&x); m != pr.row {
 			pr.row = m
-			s.e.held.holdPeriod(o, sub, pr)
+			s.e.held.holdPeriod(o, sub, pr, false)
 		}
 	}
 	if o.used != nil {
@@ -274,7 +274,7 @@ func (s store) cross(o *observation, cs []crossing, seq uint64, sub *subjectRows
 		have[c.level] = m
 		// The level row is written with its final mark at FlushTx, and
 		// a new level's outbox row after it, in this event's order.
-		s.e.held.holdLevel(o, sub, pr, c.level)
+		s.e.held.holdLevel(o, sub, pr, c.level, !ok)
 		if !ok {
 			s.e.held.outbox = append(s.e.held.outbox, outboxInsertRow(o, c, seq))
 		}

@@ -163,7 +163,7 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 	}
 	if err == nil && !e.announced {
 		// Nobody else will flush a transaction the runner did not announce.
-		err = p.FlushTx(ctx, tx)
+		err = p.flush(ctx, tx, e)
 	}
 	return err
 }
@@ -193,32 +193,34 @@ func (p *Projector) PrepareSwap(ctx context.Context, fresh, old *sql.DB, upTo ui
 		// An offline build (simtrail rebuild --into): nothing is live.
 		return nil
 	}
-	rows, err := old.QueryContext(ctx, `SELECT alert_id FROM outbox WHERE published = 0`)
+	// Matched by what the alert announces, not by alert_id: ids written by
+	// an older version (pool ids were hashed without their "pool:" prefix)
+	// would not match the rebuilt model's.
+	rows, err := old.QueryContext(ctx, `SELECT subject_type, subject_key, period_key, level FROM outbox WHERE published = 0`)
 	if err != nil {
 		return fmt.Errorf("read live outbox: %w", err)
 	}
-	var ids []string
+	var keys []any
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var st, key, period string
+		var level int
+		if err := rows.Scan(&st, &key, &period, &level); err != nil {
 			rows.Close()
 			return fmt.Errorf("scan live outbox: %w", err)
 		}
-		ids = append(ids, id)
+		keys = append(keys, st, key, period, level)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read live outbox: %w", err)
 	}
-	// alert_id is not indexed (the outbox is append-only): one statement
-	// per chunk of ids reads the table once.
-	for chunk := range slices.Chunk(ids, 500) {
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		q := `UPDATE outbox SET published = 0 WHERE published = 1 AND alert_id IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`
-		if _, err := fresh.ExecContext(ctx, q, args...); err != nil {
+	// The outbox has no index on these columns (it is append-only): one
+	// statement per chunk of alerts reads the table once.
+	const perChunk = 200
+	for chunk := range slices.Chunk(keys, 4*perChunk) {
+		q := `UPDATE outbox SET published = 0 WHERE published = 1 AND (subject_type, subject_key, period_key, level) IN (VALUES (?, ?, ?, ?)` +
+			strings.Repeat(", (?, ?, ?, ?)", len(chunk)/4-1) + `)`
+		if _, err := fresh.ExecContext(ctx, q, chunk...); err != nil {
 			return fmt.Errorf("keep alert pending: %w", err)
 		}
 	}
