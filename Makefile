@@ -1,7 +1,7 @@
 # simtrail — make run (whole system, embedded JetStream + SQLite, :8080),
 # make test (whole suite), make build (bin/simtrail), make bench (SPEC §9
 # figures; bench-go: Go micro-benchmarks), make proto,
-# make lint, make tidy, make fuzz (short fuzzing of every provider and query-parameter parser and the ack reader),
+# make lint, make tidy, make fuzz (short fuzzing of every provider and query-parameter parser, the ack reader and the query scanner),
 # make faults (fault-injection suite: real processes, SIGKILL, full disks,
 # hostile clients; FAULTS_SHORT=1 is the CI form; needs root for tmpfs).
 
@@ -62,6 +62,7 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) . || exit 1; \
 	done
 	cd pkg && $(GO) test -run='^$$' -fuzz='^FuzzAppendString$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./jsonx/
+	cd pkg && $(GO) test -run='^$$' -fuzz='^FuzzQueryValue$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./httpx/
 
 # The fault suite builds simtrail (go build) and nats-server (from its module) and
 # prints the fault table of docs/reliability.md (FAULTS_REPORT=file saves it).

@@ -32,25 +32,25 @@ func (r *Runner) Middleware() echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			// Set before anything can fail, so error answers carry it too.
 			c.Response().Header().Set(HeaderPosition, strconv.FormatUint(r.Position(), 10))
-			raw := c.QueryParam("min_position")
+			raw := httpx.QueryValue(c.Request().URL.RawQuery, "min_position")
 			if raw == "" {
 				raw = c.Request().Header.Get(HeaderMinPosition)
 			}
-			if raw != "" {
-				want, err := strconv.ParseUint(raw, 10, 64)
-				if err != nil {
-					return httpx.BadRequest("bad_min_position", "min_position must be a non-negative integer stream sequence")
-				}
-				ctx, cancel := context.WithTimeout(c.Request().Context(), MaxWait)
-				err = r.WaitFor(ctx, want)
-				cancel()
-				if err != nil {
-					c.Response().Header().Set(HeaderPosition, strconv.FormatUint(r.Position(), 10))
-					return httpx.Unavailable("position_not_reached",
-						"the read model has not applied position "+raw+" yet", 1, err)
-				}
+			if raw == "" {
+				return next(c) // nothing waited for: the position set above stands
 			}
+			want, err := strconv.ParseUint(raw, 10, 64)
+			if err != nil {
+				return httpx.BadRequest("bad_min_position", "min_position must be a non-negative integer stream sequence")
+			}
+			ctx, cancel := context.WithTimeout(c.Request().Context(), MaxWait)
+			err = r.WaitFor(ctx, want)
+			cancel()
 			c.Response().Header().Set(HeaderPosition, strconv.FormatUint(r.Position(), 10))
+			if err != nil {
+				return httpx.Unavailable("position_not_reached",
+					"the read model has not applied position "+raw+" yet", 1, err)
+			}
 			return next(c)
 		}
 	}

@@ -145,6 +145,13 @@ func parseUsageParams(q func(string) string) (usageParams, error) {
 	return p, nil
 }
 
+// queryParam is c's query parameter getter (c.QueryParam without its
+// url.Values map).
+func queryParam(c echo.Context) func(string) string {
+	raw := c.Request().URL.RawQuery
+	return func(key string) string { return httpx.QueryValue(raw, key) }
+}
+
 func optTime(s string) (*time.Time, error) {
 	if s == "" {
 		return nil, nil
@@ -157,7 +164,7 @@ func optTime(s string) (*time.Time, error) {
 }
 
 func (h *handlers) usage(c echo.Context) error {
-	p, err := parseUsageParams(c.QueryParam)
+	p, err := parseUsageParams(queryParam(c))
 	if err != nil {
 		return err
 	}
@@ -303,7 +310,7 @@ func parseEventsParams(q func(string) string) (EventsQuery, error) {
 }
 
 func (h *handlers) events(c echo.Context) error {
-	eq, err := parseEventsParams(c.QueryParam)
+	eq, err := parseEventsParams(queryParam(c))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package timeline
 
 import (
+	"github.com/simtrail/simtrail/pkg/httpx"
 	"net/http"
 	"strconv"
 	"sync"
@@ -18,7 +19,7 @@ import (
 // would send (a test holds them equal); ?pretty and debug mode still go
 // through c.JSON.
 func writeUsage(c echo.Context, resp *UsageResponse, sums []bucketSum, grouped bool) error {
-	if _, pretty := c.QueryParams()["pretty"]; pretty || c.Echo().Debug {
+	if httpx.QueryHas(c.Request().URL.RawQuery, "pretty") || c.Echo().Debug {
 		resp.Buckets = bucketsOf(sums, grouped)
 		return c.JSON(http.StatusOK, resp)
 	}
