@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,8 +134,7 @@ func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (
 		return nil, err
 	}
 	rows = nil
-	runtime.GC()
-	debug.FreeOSMemory()
+	settle()
 
 	ps, err := projectors()
 	if err != nil {
