@@ -196,10 +196,33 @@ const (
 )
 
 // CEType is the ce-type of a canonical event of kind k.
-func CEType(k simtrailv1.Kind) string { return "io.simtrail.event." + KindName(k) + ".v1" }
+func CEType(k simtrailv1.Kind) string {
+	if i := int(k); i >= 0 && i < len(ceTypes) {
+		return ceTypes[i]
+	}
+	return "io.simtrail.event." + KindName(k) + ".v1"
+}
 
 // CESource is the ce-source of events from provider p.
-func CESource(p simtrailv1.Provider) string { return "/simtrail/ingest/" + ProviderName(p) }
+func CESource(p simtrailv1.Provider) string {
+	if i := int(p); i >= 0 && i < len(ceSources) {
+		return ceSources[i]
+	}
+	return "/simtrail/ingest/" + ProviderName(p)
+}
+
+// ceTypes and ceSources are CEType and CESource of every named kind and
+// provider (and the unspecified one), built once: they are set on every
+// stored event, and concatenating them there allocated twice per webhook.
+var ceTypes, ceSources = func() (types, sources []string) {
+	for k := range len(Kinds) + 1 {
+		types = append(types, "io.simtrail.event."+KindName(simtrailv1.Kind(k))+".v1")
+	}
+	for p := range len(Providers) + 1 {
+		sources = append(sources, "/simtrail/ingest/"+ProviderName(simtrailv1.Provider(p)))
+	}
+	return types, sources
+}()
 
 // Headers returns the CloudEvents binary-mode headers for ev as a plain map,
 // so callers can copy them into nats.Header without this package importing

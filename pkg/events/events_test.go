@@ -76,3 +76,18 @@ func TestKindProviderRoundTrip(t *testing.T) {
 		t.Error("unknown kind parsed")
 	}
 }
+
+// TestCENamesPrecomputed: the precomputed ce-type and ce-source values are
+// the documented forms, for every kind and provider and beyond.
+func TestCENamesPrecomputed(t *testing.T) {
+	for k := simtrailv1.Kind(-1); int(k) <= len(events.Kinds)+2; k++ {
+		if got, want := events.CEType(k), "io.simtrail.event."+events.KindName(k)+".v1"; got != want {
+			t.Errorf("events.CEType(%d) = %q, want %q", k, got, want)
+		}
+	}
+	for p := simtrailv1.Provider(-1); int(p) <= len(events.Providers)+2; p++ {
+		if got, want := events.CESource(p), "/simtrail/ingest/"+events.ProviderName(p); got != want {
+			t.Errorf("events.CESource(%d) = %q, want %q", p, got, want)
+		}
+	}
+}
