@@ -70,9 +70,13 @@ func benchServing(ctx context.Context, o Options, dir string, mem *memSampler) (
 		to := from.Add(31 * 24 * time.Hour)
 		window := "?from=" + from.Format(time.RFC3339) + "&to=" + to.Format(time.RFC3339) + "&granularity=day"
 		sims := o.Sims
-		usage := func(r *rand.Rand) string {
-			return "/v1/sims/" + loadgen.ICCID(r.IntN(sims)) + "/usage" + window
+		// The targets are built once: the clients share the server's process
+		// and heap, so garbage of their own would be marked by its GC.
+		targets := make([]string, sims)
+		for i := range targets {
+			targets[i] = "/v1/sims/" + loadgen.ICCID(i) + "/usage" + window
 		}
+		usage := func(r *rand.Rand) string { return targets[r.IntN(sims)] }
 		fleet := func(*rand.Rand) string { return "/v1/thresholds?min_percent=50&limit=50" }
 		for _, q := range []struct {
 			name   string
