@@ -144,33 +144,25 @@ func (p *Projector) flush(ctx context.Context, tx *sql.Tx, e *txEntry) (err erro
 		}
 	}()
 	s := store{tx: tx, e: e}
-	// New rows first, then changed ones, each in key order.
-	slices.SortFunc(h.periods, func(a, b heldPeriod) int {
-		return cmp.Or(-cmp.Compare(btoi(a.isNew), btoi(b.isNew)), cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key),
-			cmp.Compare(a.pr.row.key, b.pr.row.key))
-	})
-	nNew := countNew(h.periods, func(p heldPeriod) bool { return p.isNew })
-	periodArg := func(args []any, p *heldPeriod) []any { return periodArgs(args, p.st, p.key, p.provider, &p.pr.row) }
-	if err := writeRows(ctx, s, periodInsert, h.periods[:nNew], periodArg); err != nil {
-		return fmt.Errorf("insert period: %w", err)
+	if err := writeNewThenChanged(ctx, s, h.periods, func(p *heldPeriod) bool { return p.isNew },
+		func(a, b *heldPeriod) int {
+			return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.pr.row.key, b.pr.row.key))
+		},
+		periodInsert, periodUpsert, func(args []any, p *heldPeriod) []any {
+			return periodArgs(args, p.st, p.key, p.provider, &p.pr.row)
+		}); err != nil {
+		return fmt.Errorf("write period: %w", err)
 	}
-	if err := writeRows(ctx, s, periodUpsert, h.periods[nNew:], periodArg); err != nil {
-		return fmt.Errorf("update period: %w", err)
-	}
-	slices.SortFunc(h.levels, func(a, b heldLevel) int {
-		return cmp.Or(-cmp.Compare(btoi(a.isNew), btoi(b.isNew)), cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key),
-			cmp.Compare(a.pr.row.key, b.pr.row.key), cmp.Compare(a.level, b.level))
-	})
-	nNew = countNew(h.levels, func(l heldLevel) bool { return l.isNew })
-	levelArg := func(args []any, l *heldLevel) []any {
-		m := l.pr.levels[l.level]
-		return append(args, l.st, l.key, l.pr.row.key, l.level, m.at, m.rank, m.event)
-	}
-	if err := writeRows(ctx, s, levelInsert, h.levels[:nNew], levelArg); err != nil {
-		return fmt.Errorf("insert level: %w", err)
-	}
-	if err := writeRows(ctx, s, levelUpsert, h.levels[nNew:], levelArg); err != nil {
-		return fmt.Errorf("update level: %w", err)
+	if err := writeNewThenChanged(ctx, s, h.levels, func(l *heldLevel) bool { return l.isNew },
+		func(a, b *heldLevel) int {
+			return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.pr.row.key, b.pr.row.key),
+				cmp.Compare(a.level, b.level))
+		},
+		levelInsert, levelUpsert, func(args []any, l *heldLevel) []any {
+			m := l.pr.levels[l.level]
+			return append(args, l.st, l.key, l.pr.row.key, l.level, m.at, m.rank, m.event)
+		}); err != nil {
+		return fmt.Errorf("write level: %w", err)
 	}
 	if err := writeRows(ctx, s, outboxInsert, h.outbox, func(args []any, r *[]any) []any {
 		return append(args, (*r)...)
@@ -278,18 +270,25 @@ func outboxInsertRow(o *observation, c crossing, seq uint64) []any {
 		o.provider, o.periodKey, c.level, c.source, o.at, nullInt(o.used), nullInt(o.allowed), seq, o.eventID}
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// countNew is how many rows at the start of rows (sorted new first) are new.
-func countNew[R any](rows []R, isNew func(R) bool) int {
+// writeNewThenChanged writes rows in key order, the new ones with ins
+// (plain INSERTs) first, then the changed ones with ups.
+func writeNewThenChanged[R any](ctx context.Context, s store, rows []R, isNew func(*R) bool, byKey func(a, b *R) int,
+	ins, ups multiInsert, bind func([]any, *R) []any) error {
+	slices.SortFunc(rows, func(a, b R) int {
+		if na, nb := isNew(&a), isNew(&b); na != nb {
+			if na {
+				return -1
+			}
+			return 1
+		}
+		return byKey(&a, &b)
+	})
 	n := 0
-	for n < len(rows) && isNew(rows[n]) {
+	for n < len(rows) && isNew(&rows[n]) {
 		n++
 	}
-	return n
+	if err := writeRows(ctx, s, ins, rows[:n], bind); err != nil {
+		return err
+	}
+	return writeRows(ctx, s, ups, rows[n:], bind)
 }
