@@ -84,3 +84,24 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Logf("\n%s", out.String())
 }
+
+// TestStoreReuse: a store is reused only when its marker names the same
+// events, SIMs and seed (and today): anything else is filled again.
+func TestStoreReuse(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Events: 2000, Sims: 50, Seed: 7}
+	if storeReusable(dir, o) {
+		t.Fatal("an empty directory is reusable")
+	}
+	if err := markStore(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	if !storeReusable(dir, o) {
+		t.Fatal("the store just marked is not reusable")
+	}
+	for _, other := range []Options{{Events: 2001, Sims: 50, Seed: 7}, {Events: 2000, Sims: 51, Seed: 7}, {Events: 2000, Sims: 50, Seed: 8}} {
+		if storeReusable(dir, other) {
+			t.Errorf("store filled for %+v reused for %+v", o, other)
+		}
+	}
+}
