@@ -3,6 +3,8 @@ package httpx
 import (
 	"net/url"
 	"strings"
+
+	"github.com/labstack/echo/v4"
 )
 
 // QueryValue is url.ParseQuery(rawQuery).Get(key), and QueryHas its
@@ -50,4 +52,11 @@ func queryLookup(q, key string) (string, bool) {
 // already, or escaped at all.
 func sameKey(raw, key string) bool {
 	return raw == key || strings.ContainsAny(raw, "%+")
+}
+
+// Query is c's query parameter getter: c.QueryParam without its url.Values
+// map (QueryValue on the request's raw query).
+func Query(c echo.Context) func(key string) string {
+	raw := c.Request().URL.RawQuery
+	return func(key string) string { return QueryValue(raw, key) }
 }

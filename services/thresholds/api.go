@@ -68,27 +68,28 @@ func Routes(e *echo.Echo, r *projection.Runner) {
 }
 
 func parseFleetQuery(c echo.Context) (FleetQuery, error) {
-	q := FleetQuery{Limit: DefaultLimit, Cursor: c.QueryParam("cursor")}
-	if s := c.QueryParam("min_percent"); s != "" {
+	param := httpx.Query(c)
+	q := FleetQuery{Limit: DefaultLimit, Cursor: param("cursor")}
+	if s := param("min_percent"); s != "" {
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || math.IsNaN(f) || f < 0 || f > 100 {
 			return q, httpx.BadRequest("bad_min_percent", "min_percent must be a number from 0 to 100")
 		}
 		q.MinPercent = &f
 	}
-	if s := c.QueryParam("provider"); s != "" {
+	if s := param("provider"); s != "" {
 		if _, ok := events.ParseProvider(s); !ok {
 			return q, httpx.BadRequest("bad_provider", "provider must be one of droam, roamify, truphone")
 		}
 		q.Provider = s
 	}
-	if s := c.QueryParam("status"); s != "" {
+	if s := param("status"); s != "" {
 		if !validStatus(s) {
 			return q, httpx.BadRequest("bad_status", "status must be a normalised status name (lower case letters, digits, '_')")
 		}
 		q.Status = s
 	}
-	if s := c.QueryParam("limit"); s != "" {
+	if s := param("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxLimit {
 			return q, httpx.BadRequest("bad_limit", "limit must be an integer from 1 to 500")

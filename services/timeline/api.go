@@ -145,13 +145,6 @@ func parseUsageParams(q func(string) string) (usageParams, error) {
 	return p, nil
 }
 
-// queryParam is c's query parameter getter (c.QueryParam without its
-// url.Values map).
-func queryParam(c echo.Context) func(string) string {
-	raw := c.Request().URL.RawQuery
-	return func(key string) string { return httpx.QueryValue(raw, key) }
-}
-
 func optTime(s string) (*time.Time, error) {
 	if s == "" {
 		return nil, nil
@@ -164,7 +157,7 @@ func optTime(s string) (*time.Time, error) {
 }
 
 func (h *handlers) usage(c echo.Context) error {
-	p, err := parseUsageParams(queryParam(c))
+	p, err := parseUsageParams(httpx.Query(c))
 	if err != nil {
 		return err
 	}
@@ -310,7 +303,7 @@ func parseEventsParams(q func(string) string) (EventsQuery, error) {
 }
 
 func (h *handlers) events(c echo.Context) error {
-	eq, err := parseEventsParams(queryParam(c))
+	eq, err := parseEventsParams(httpx.Query(c))
 	if err != nil {
 		return err
 	}
