@@ -3,10 +3,16 @@ package projection_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io/fs"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
 
 	"github.com/simtrail/simtrail/pkg/events"
 	"github.com/simtrail/simtrail/pkg/natstest"
@@ -135,4 +141,106 @@ func openModel(t *testing.T, p projection.Projector, name string) *projection.DB
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// failAt is the counter projector failing, as a full disk does, at one
+// stream sequence.
+type failAt struct {
+	counter
+	seq uint64
+}
+
+func (f *failAt) Apply(ctx context.Context, tx *sql.Tx, m projection.Message) error {
+	if m.Seq == f.seq {
+		return fmt.Errorf("insert: %w", sqlite3.Error{Code: sqlite3.ErrFull})
+	}
+	return f.counter.Apply(ctx, tx, m)
+}
+
+// TestBuildPipelined: Build reads and decodes the next batch while it
+// applies one. Over many small batches every event is applied once, in
+// stream order, and the progress reports reach the end; when applying a
+// batch fails the build stops there with the error, keeps the batches
+// before it, and leaves no reader goroutine behind.
+func TestBuildPipelined(t *testing.T) {
+	ns := natstest.Run(t)
+	ns.Stream(t)
+	_, js := ns.Conn(t)
+	var last uint64
+	for i := range 250 {
+		last = publish(t, js, fmt.Sprintf("8900000000000000%04d", i%7), i)
+	}
+	ctx := context.Background()
+	p := &counter{}
+	db := openModel(t, p, "pipelined.db")
+	var reports []projection.Progress
+	pos, err := projection.Build(ctx, js, events.StreamName, p, db, projection.BuildOptions{
+		BatchSize: 16, Progress: func(pr projection.Progress) { reports = append(reports, pr) },
+	})
+	if err != nil || pos != last || rows(t, db.Writer) != 250 || p.applies != 250 {
+		t.Fatalf("build: pos %d (want %d), %d rows, %d applies, err %v", pos, last, rows(t, db.Writer), p.applies, err)
+	}
+	var prev uint64
+	if err := db.Writer.QueryRow(`SELECT count(*) FROM seen s JOIN seen t ON t.seq = s.seq + 1`).Scan(&prev); err != nil || prev != 249 {
+		t.Fatalf("stream sequences applied: %d consecutive pairs, err %v", prev, err)
+	}
+	if n := len(reports); n < 250/16 || reports[n-1].Position != last || reports[n-1].Applied != 250 {
+		t.Fatalf("%d progress reports, last %+v", n, reports[len(reports)-1])
+	}
+
+	f := &failAt{seq: 100}
+	fdb := openModel(t, f, "failing.db")
+	pos, err = projection.Build(ctx, js, events.StreamName, f, fdb, projection.BuildOptions{BatchSize: 16})
+	if err == nil || !projection.IsStorageError(err) {
+		t.Fatalf("build over a failing disk: pos %d, err %v; want the storage error", pos, err)
+	}
+	// Batches of 16: the one holding sequence 100 (97..112) failed whole.
+	if pos != 96 || rows(t, fdb.Writer) != 96 {
+		t.Fatalf("failed build: pos %d, %d rows; want the 96 events of the batches before the failure", pos, rows(t, fdb.Writer))
+	}
+	// The reader goroutine ends with the build (the server's consumer
+	// goroutines end on their own schedule and are not counted).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "projection.fetchBatches") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the build's reader goroutine outlived the failed build:\n%s", stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNewFilePageSize: a new read model file gets projection.PageSize
+// pages (fixed at creation), and reopening it keeps its data.
+func TestNewFilePageSize(t *testing.T) {
+	p := &counter{}
+	path := filepath.Join(t.TempDir(), "size.db")
+	db, err := projection.Open(context.Background(), path, p.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int
+	if err := db.Writer.QueryRow(`PRAGMA page_size`).Scan(&size); err != nil || size != projection.PageSize {
+		t.Fatalf("page size %d (err %v), want %d", size, err, projection.PageSize)
+	}
+	if _, err := db.Writer.Exec(`INSERT INTO seen(event_id, seq) VALUES('a', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = projection.Open(context.Background(), path, p.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if rows(t, db.Writer) != 1 {
+		t.Fatal("reopened file lost its row")
+	}
+	var mode string
+	if err := db.Writer.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal mode %q (err %v), want wal", mode, err)
+	}
 }

@@ -159,19 +159,92 @@ func Build(ctx context.Context, js jetstream.JetStream, stream string, p Project
 	if err != nil {
 		return pos, fmt.Errorf("ordered consumer: %w", err)
 	}
-	defer it.Stop()
+	// The next batch is fetched and decoded on a goroutine of its own while
+	// this one applies the current batch: SQLite's writer is the critical
+	// path, and receiving (the client's read loop, header and metadata
+	// parsing, protobuf decoding, their garbage) is a fifth of a build's
+	// CPU that a second core can do meanwhile. At most one decoded batch
+	// waits, so memory stays at about two batches.
+	fctx, stop := context.WithCancel(ctx)
+	batches := make(chan fetchedBatch, 1)
+	go func() {
+		defer close(batches)
+		fetchBatches(fctx, it, cons, target, opts, batches)
+	}()
+	defer func() {
+		stop()
+		it.Stop()
+		for range batches { // let the reader end before the iterator goes
+		}
+	}()
 	started := time.Now()
 	applied := 0
+	for b := range batches {
+		if len(b.msgs) > 0 {
+			res, err := ApplyBatch(ctx, db.Writer, p, b.msgs, 3, opts.Logger)
+			if err != nil {
+				return pos, err
+			}
+			applied += res.Applied + res.Poisoned
+			pos = b.msgs[len(b.msgs)-1].Seq
+		}
+		if b.err != nil {
+			if ctx.Err() != nil {
+				return pos, ctx.Err()
+			}
+			return pos, b.err
+		}
+		if opts.Progress != nil {
+			eps := float64(applied) / max(time.Since(started).Seconds(), 1e-9)
+			pr := Progress{Position: pos, Last: target, Applied: applied, Pending: b.pending, EventsPerSecond: eps}
+			if eps > 0 {
+				pr.ETASeconds = float64(b.pending) / eps
+			}
+			opts.Progress(pr)
+		}
+		if b.done {
+			return pos, ctx.Err()
+		}
+	}
+	// The reader ends only after sending a batch that is done or failed.
+	if err := ctx.Err(); err != nil {
+		return pos, err
+	}
+	return pos, errors.New("build: event reader ended early")
+}
+
+// fetchedBatch is one batch of decoded messages for Build, with the
+// server's pending count after its last message; done: nothing more is to
+// be applied; err: reading failed after msgs (which are still applied).
+type fetchedBatch struct {
+	msgs    []Message
+	pending uint64
+	done    bool
+	err     error
+}
+
+// fetchBatches reads up to opts.BatchSize messages at a time from it, in
+// stream order, until target (or opts.Until, or the end of what matches)
+// and sends them to out; its last batch is done or carries an error.
+func fetchBatches(ctx context.Context, it jetstream.MessagesContext, cons jetstream.Consumer, target uint64, opts BuildOptions, out chan<- fetchedBatch) {
 	var stalled time.Duration
+	var last uint64
+	send := func(b fetchedBatch) bool {
+		select {
+		case out <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
-		todo := make([]Message, 0, opts.BatchSize)
-		done := false
-		var pending uint64
-		for len(todo) < opts.BatchSize && !done {
+		b := fetchedBatch{msgs: make([]Message, 0, opts.BatchSize)}
+		for len(b.msgs) < opts.BatchSize && !b.done {
 			m, err := it.Next(jetstream.NextMaxWait(buildWait))
 			if err != nil {
 				if ctx.Err() != nil {
-					return pos, ctx.Err()
+					b.err = ctx.Err()
+					break
 				}
 				if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 					// Nothing within the wait: either nothing more matches,
@@ -180,52 +253,40 @@ func Build(ctx context.Context, js jetstream.JetStream, stream string, p Project
 					// which, so that a build never stops short silently.
 					info, ierr := cons.Info(ctx)
 					if ierr == nil && info.NumPending == 0 {
-						done = true
+						b.done = true
 						break
 					}
 					if stalled += buildWait; stalled >= BuildStallLimit {
-						return pos, fmt.Errorf("fetch: no event delivered for %s after sequence %d (pending: %v)", stalled, pos, pendingOrErr(info, ierr))
+						b.err = fmt.Errorf("fetch: no event delivered for %s after sequence %d (pending: %v)", stalled, last, pendingOrErr(info, ierr))
+						break
 					}
-					opts.Logger.Warn("build: delivery stalled, waiting", "after_seq", pos, "for", stalled, "pending", pendingOrErr(info, ierr))
+					opts.Logger.Warn("build: delivery stalled, waiting", "after_seq", last, "for", stalled, "pending", pendingOrErr(info, ierr))
 					continue
 				}
-				return pos, fmt.Errorf("fetch: %w", err)
+				b.err = fmt.Errorf("fetch: %w", err)
+				break
 			}
 			stalled = 0
 			meta, err := m.Metadata()
 			if err != nil {
-				return pos, fmt.Errorf("metadata: %w", err)
-			}
-			if meta.Sequence.Stream > target || (!opts.Until.IsZero() && meta.Timestamp.After(opts.Until)) {
-				done = true
+				b.err = fmt.Errorf("metadata: %w", err)
 				break
 			}
-			pending = meta.NumPending
-			msg := Message{Seq: meta.Sequence.Stream, Subject: m.Subject(), Stored: meta.Timestamp}
+			if meta.Sequence.Stream > target || (!opts.Until.IsZero() && meta.Timestamp.After(opts.Until)) {
+				b.done = true
+				break
+			}
+			b.pending = meta.NumPending
+			last = meta.Sequence.Stream
+			msg := Message{Seq: last, Subject: m.Subject(), Stored: meta.Timestamp}
 			msg.Event, msg.DecodeErr = events.Decode(m.Data())
-			todo = append(todo, msg)
-			if meta.Sequence.Stream == target || meta.NumPending == 0 {
-				done = true
+			b.msgs = append(b.msgs, msg)
+			if last == target || meta.NumPending == 0 {
+				b.done = true
 			}
 		}
-		if len(todo) > 0 {
-			res, err := ApplyBatch(ctx, db.Writer, p, todo, 3, opts.Logger)
-			if err != nil {
-				return pos, err
-			}
-			applied += res.Applied + res.Poisoned
-			pos = todo[len(todo)-1].Seq
-		}
-		if opts.Progress != nil {
-			eps := float64(applied) / max(time.Since(started).Seconds(), 1e-9)
-			pr := Progress{Position: pos, Last: target, Applied: applied, Pending: pending, EventsPerSecond: eps}
-			if eps > 0 {
-				pr.ETASeconds = float64(pending) / eps
-			}
-			opts.Progress(pr)
-		}
-		if done {
-			return pos, ctx.Err()
+		if !send(b) || b.done || b.err != nil {
+			return
 		}
 	}
 }
