@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/simtrail/simtrail/pkg/projection"
 )
@@ -34,6 +33,8 @@ type heldWrites struct {
 	// with the value the row cache holds at FlushTx.
 	periods []heldPeriod
 	levels  []heldLevel
+	// sims: the SIMs whose state row changed in this transaction.
+	sims []heldSIM
 	// outbox rows in the order their crossings were seen.
 	outbox [][]any
 	// pinned are the subjects whose rows are held: the row cache must
@@ -49,6 +50,11 @@ type heldPeriod struct {
 	st, key, provider string
 	pr                *periodRows
 	isNew             bool
+}
+
+type heldSIM struct {
+	iccid string
+	sub   *subjectRows
 }
 
 type heldLevel struct {
@@ -72,6 +78,15 @@ func (h *heldWrites) holdPeriod(o *observation, sub *subjectRows, pr *periodRows
 	if !pr.held {
 		pr.held = true
 		h.periods = append(h.periods, heldPeriod{st: o.subjectType, key: o.key, provider: o.provider, pr: pr, isNew: isNew})
+		h.pin(sub)
+	}
+}
+
+// holdSIM marks the state row of sub (SIM iccid) to be written at FlushTx.
+func (h *heldWrites) holdSIM(iccid string, sub *subjectRows) {
+	if !sub.stateHeld {
+		sub.stateHeld = true
+		h.sims = append(h.sims, heldSIM{iccid: iccid, sub: sub})
 		h.pin(sub)
 	}
 }
@@ -108,6 +123,9 @@ func (h *heldWrites) reset() {
 	for _, l := range h.levels {
 		clear(l.pr.heldLevels)
 	}
+	for _, s := range h.sims {
+		s.sub.stateHeld = false
+	}
 	for _, sub := range h.pinned {
 		sub.pinned = false
 	}
@@ -115,6 +133,7 @@ func (h *heldWrites) reset() {
 	h.alerts = reuse(h.alerts)
 	h.periods = reuse(h.periods)
 	h.levels = reuse(h.levels)
+	h.sims = reuse(h.sims)
 	h.outbox = reuse(h.outbox)
 	h.pinned = reuse(h.pinned)
 }
@@ -144,6 +163,9 @@ func (p *Projector) flush(ctx context.Context, tx *sql.Tx, e *txEntry) (err erro
 		}
 	}()
 	s := store{tx: tx, e: e}
+	if err := writeSIMs(ctx, s, h.sims); err != nil {
+		return fmt.Errorf("write sim state: %w", err)
+	}
 	if err := writeNewThenChanged(ctx, s, h.periods, func(p *heldPeriod) bool { return p.isNew },
 		func(a, b *heldPeriod) int {
 			return cmp.Or(cmp.Compare(a.st, b.st), cmp.Compare(a.key, b.key), cmp.Compare(a.pr.row.key, b.pr.row.key))
@@ -189,24 +211,14 @@ func (p *Projector) flush(ctx context.Context, tx *sql.Tx, e *txEntry) (err erro
 	return nil
 }
 
-// multiInsert is one INSERT statement for one row and for rowsPerInsert
-// rows at once.
-type multiInsert struct {
-	one, many string
-}
-
-// rowsPerInsert rows go into one statement: beyond a few dozen the
-// per-statement cost is already negligible, and SQLite's bound variables
-// stay far below its limit.
-const rowsPerInsert = 64
-
-func newMultiInsert(head string, cols int, tail string) multiInsert {
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
-	return multiInsert{
-		one:  head + " VALUES" + row + " " + tail,
-		many: head + " VALUES" + strings.TrimSuffix(strings.Repeat(row+", ", rowsPerInsert), ", ") + " " + tail,
-	}
-}
+// simUpdateRest sets every sim_state column but the key, the provider and
+// the indexed status and sort_pct.
+const simUpdateRest = `status_at = excluded.status_at, status_event = excluded.status_event,
+	imei = excluded.imei, imei_at = excluded.imei_at, imei_event = excluded.imei_event,
+	period_key = excluded.period_key, period_start = excluded.period_start, period_end = excluded.period_end,
+	as_of = excluded.as_of, as_of_event = excluded.as_of_event, used = excluded.used, allowed = excluded.allowed,
+	remaining = excluded.remaining, unlimited = excluded.unlimited, percent = excluded.percent,
+	ended = excluded.ended, last_level = excluded.last_level, levels_json = excluded.levels_json`
 
 const (
 	periodCols = `INSERT INTO period(subject_type, subject_key, period_key, provider, start_at, end_at,
@@ -217,44 +229,82 @@ const (
 var (
 	// periodInsert writes a new period row; periodUpsert a changed one
 	// (whole: the cache holds all of it).
-	periodInsert = newMultiInsert(periodCols, 17, ``)
-	periodUpsert = newMultiInsert(periodCols, 17,
+	periodInsert = projection.NewMultiRow(periodCols, 17, ``)
+	periodUpsert = projection.NewMultiRow(periodCols, 17,
 		`ON CONFLICT(subject_type, subject_key, period_key) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at,
 			as_of = excluded.as_of, as_of_event = excluded.as_of_event, snap_at = excluded.snap_at, snap_event = excluded.snap_event,
 			used = excluded.used, allowed = excluded.allowed, remaining = excluded.remaining, unlimited = excluded.unlimited,
 			percent = excluded.percent, max_reported = excluded.max_reported, ended = excluded.ended`)
 	// levelInsert writes a new level row, levelUpsert a lowered mark.
-	levelInsert = newMultiInsert(levelCols, 7, ``)
-	levelUpsert = newMultiInsert(levelCols, 7,
+	levelInsert = projection.NewMultiRow(levelCols, 7, ``)
+	levelUpsert = projection.NewMultiRow(levelCols, 7,
 		`ON CONFLICT(subject_type, subject_key, period_key, level) DO UPDATE SET crossed_at = excluded.crossed_at,
 			source_rank = excluded.source_rank, event_id = excluded.event_id`)
-	outboxInsert = newMultiInsert(`INSERT INTO outbox(alert_id, subject_type, subject_key, provider, period_key, level,
+	// simInsert writes a new state row; simUpsertIndexed a changed one
+	// (whole: the cache holds all of it), simUpsertRest one whose indexed
+	// columns did not change. The provider of a SIM never changes.
+	simInsert        = projection.NewMultiRow(`INSERT INTO sim_state(`+simColumns+`)`, 22, ``)
+	simUpsertIndexed = projection.NewMultiRow(`INSERT INTO sim_state(`+simColumns+`)`, 22,
+		`ON CONFLICT(iccid) DO UPDATE SET status = excluded.status, sort_pct = excluded.sort_pct, `+simUpdateRest)
+	simUpsertRest = projection.NewMultiRow(`INSERT INTO sim_state(`+simColumns+`)`, 22, `ON CONFLICT(iccid) DO UPDATE SET `+simUpdateRest)
+	outboxInsert  = projection.NewMultiRow(`INSERT INTO outbox(alert_id, subject_type, subject_key, provider, period_key, level,
 			source, crossed_at, used, allowed, cause_seq, cause_event_id)`, 12, ``)
-	snapshotInsert = newMultiInsert(`INSERT INTO snapshot(subject_type, subject_key, period_key, at, event_id, used)`, 6,
+	snapshotInsert = projection.NewMultiRow(`INSERT INTO snapshot(subject_type, subject_key, period_key, at, event_id, used)`, 6,
 		`ON CONFLICT DO NOTHING`)
-	alertInsert = newMultiInsert(`INSERT INTO alert(subject_type, subject_key, event_id, at, rule_id, rule_name, description, direction)`, 8,
+	alertInsert = projection.NewMultiRow(`INSERT INTO alert(subject_type, subject_key, event_id, at, rule_id, rule_name, description, direction)`, 8,
 		`ON CONFLICT DO NOTHING`)
 )
 
-// writeRows inserts rows in order, rowsPerInsert per statement and the
-// remainder one by one, with bind appending a row's values.
-func writeRows[R any](ctx context.Context, s store, q multiInsert, rows []R, bind func([]any, *R) []any) error {
-	var args []any
-	for len(rows) > 0 {
-		n, query := 1, q.one
-		if len(rows) >= rowsPerInsert {
-			n, query = rowsPerInsert, q.many
-		}
-		args = args[:0]
-		for i := range n {
-			args = bind(args, &rows[i])
-		}
-		if _, err := s.exec(ctx, query, args...); err != nil {
+// writeSIMs writes the held state rows sorted by ICCID: new ones with a
+// plain INSERT (a row SQLite does hold fails the batch, as for periods),
+// changed ones whose fleet-indexed columns (status, sort_pct) moved with
+// an upsert that sets every column, and the others, most of them, with
+// one that leaves those two alone, so that SQLite does not touch the
+// three fleet indexes for them.
+func writeSIMs(ctx context.Context, s store, sims []heldSIM) error {
+	slices.SortFunc(sims, func(a, b heldSIM) int {
+		ka, kb := simWriteKind(a.sub), simWriteKind(b.sub)
+		return cmp.Or(cmp.Compare(ka, kb), cmp.Compare(a.iccid, b.iccid))
+	})
+	bind := func(args []any, r *heldSIM) []any { return r.sub.state.args(args, r.iccid) }
+	for kind, q := range []projection.MultiRow{simInsert, simUpsertIndexed, simUpsertRest} {
+		lo, _ := slices.BinarySearchFunc(sims, kind, func(r heldSIM, k int) int { return cmp.Compare(simWriteKind(r.sub), k) })
+		hi, _ := slices.BinarySearchFunc(sims, kind+1, func(r heldSIM, k int) int { return cmp.Compare(simWriteKind(r.sub), k) })
+		if err := writeRows(ctx, s, q, sims[lo:hi], bind); err != nil {
 			return err
 		}
-		rows = rows[n:]
+	}
+	for _, r := range sims {
+		r.sub.stored, r.sub.stateNew = r.sub.state, false
 	}
 	return nil
+}
+
+// simWriteKind is which statement writes a held state row: 0 new, 1 with
+// its indexed columns changed, 2 the rest.
+func simWriteKind(sub *subjectRows) int {
+	switch {
+	case sub.stateNew:
+		return 0
+	case sub.state.status != sub.stored.status || sub.state.sortPct != sub.stored.sortPct:
+		return 1
+	}
+	return 2
+}
+
+// writeRows inserts rows in order, projection.RowsPerStatement per
+// statement and the remainder one by one, with bind appending a row's
+// values.
+func writeRows[R any](ctx context.Context, s store, q projection.MultiRow, rows []R, bind func([]any, *R) []any) error {
+	var args []any
+	return q.Chunks(len(rows), func(query string, first, count int) error {
+		args = args[:0]
+		for i := first; i < first+count; i++ {
+			args = bind(args, &rows[i])
+		}
+		_, err := s.exec(ctx, query, args...)
+		return err
+	})
 }
 
 // periodArgs appends the values of periodUpsert for one row.
@@ -273,7 +323,7 @@ func outboxInsertRow(o *observation, c crossing, seq uint64) []any {
 // writeNewThenChanged writes rows in key order, the new ones with ins
 // (plain INSERTs) first, then the changed ones with ups.
 func writeNewThenChanged[R any](ctx context.Context, s store, rows []R, isNew func(*R) bool, byKey func(a, b *R) int,
-	ins, ups multiInsert, bind func([]any, *R) []any) error {
+	ins, ups projection.MultiRow, bind func([]any, *R) []any) error {
 	slices.SortFunc(rows, func(a, b R) int {
 		if na, nb := isNew(&a), isNew(&b); na != nb {
 			if na {

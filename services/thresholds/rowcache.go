@@ -43,8 +43,12 @@ type subjectID struct{ st, key string }
 
 // subjectRows is what is known of one subject.
 type subjectRows struct {
-	head      simHead // SIMs only
-	headKnown bool
+	// SIMs only: state is the row as this transaction has it (held
+	// until FlushTx when it changed), stored the row as SQLite holds it
+	// (its indexed columns decide which statement writes it), stateNew
+	// that SQLite holds none yet.
+	state, stored        simRow
+	stateKnown, stateNew bool
 	// complete: every period row of the subject is in periods (its state
 	// row was created in this cache's life), so a period not in periods
 	// does not exist and needs no SELECT.
@@ -53,6 +57,8 @@ type subjectRows struct {
 	// pinned: rows of the subject are held back (heldWrites), so the
 	// entry must stay until they are written.
 	pinned bool
+	// stateHeld: the SIM's state row is to be written at FlushTx.
+	stateHeld bool
 }
 
 // periodRows is one (subject, period) row and, once read, its levels.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/simtrail/simtrail/pkg/jsonx"
@@ -48,43 +47,69 @@ func (s store) touchPool(ctx context.Context, o *observation) (current, error) {
 	return cur, nil
 }
 
-// simHead is what Apply needs to know of a SIM's state row before merging
-// an event: its current period position and the versions of status/IMEI,
-// and the stored values of the indexed (status, sort_pct) and the largest
-// (levels_json) columns, which writeSIM sets only when they change.
-type simHead struct {
-	cur              current
-	statusAt, imeiAt sql.NullInt64
-	statusEv, imeiEv sql.NullString
-	status           sql.NullString
-	sortPct          float64
-	levelsJSON       string
+// simRow is a SIM's whole sim_state row as the row cache holds it: Apply
+// merges each event into it in Go and holds the changed row back, so a
+// SIM is written once per transaction (FlushTx), not once per event.
+type simRow struct {
+	provider                 string
+	status                   sql.NullString
+	statusAt                 sql.NullInt64
+	statusEv                 sql.NullString
+	imei                     sql.NullString
+	imeiAt                   sql.NullInt64
+	imeiEv                   sql.NullString
+	periodKey                sql.NullString
+	periodStart, periodEnd   sql.NullInt64
+	cur                      current
+	used, allowed, remaining sql.NullInt64
+	unlimited                bool
+	percent                  sql.NullFloat64
+	sortPct                  float64
+	ended                    bool
+	lastLevel                sql.NullInt64
+	levelsJSON               string
 }
 
-// readSIM reads the SIM's head, creating the row on first sight. All
-// changes to the row are then written by writeSIM in one UPDATE.
-func (s store) readSIM(ctx context.Context, o *observation) (*subjectRows, simHead, error) {
+// simColumns are sim_state's columns in simRow.args order.
+const simColumns = `iccid, provider, status, status_at, status_event, imei, imei_at, imei_event,
+	period_key, period_start, period_end, as_of, as_of_event, used, allowed, remaining,
+	unlimited, percent, sort_pct, ended, last_level, levels_json`
+
+// args appends the row's values in simColumns order.
+func (r *simRow) args(args []any, iccid string) []any {
+	return append(args, iccid, r.provider, r.status, r.statusAt, r.statusEv, r.imei, r.imeiAt, r.imeiEv,
+		r.periodKey, r.periodStart, r.periodEnd, r.cur.asOf, r.cur.event, r.used, r.allowed, r.remaining,
+		r.unlimited, r.percent, r.sortPct, r.ended, r.lastLevel, r.levelsJSON)
+}
+
+// readSIM returns the SIM's cached entry, reading its state row on a
+// miss. A SIM seen for the first time gets a new row (the schema's
+// defaults), written at FlushTx.
+func (s store) readSIM(ctx context.Context, o *observation) (*subjectRows, error) {
 	sub := s.e.rows.subject(subjectSIM, o.key)
-	if sub.headKnown {
-		return sub, sub.head, nil
+	if sub.stateKnown {
+		return sub, nil
 	}
-	var h simHead
-	err := s.queryRow(ctx, `SELECT as_of, as_of_event, status_at, status_event, imei_at, imei_event, status, sort_pct, levels_json
-		FROM sim_state WHERE iccid = ?`, o.key).
-		Scan(&h.cur.asOf, &h.cur.event, &h.statusAt, &h.statusEv, &h.imeiAt, &h.imeiEv, &h.status, &h.sortPct, &h.levelsJSON)
-	if errors.Is(err, sql.ErrNoRows) {
-		// The defaults of a new row.
-		h = simHead{sortPct: -1, levelsJSON: "[]"}
-		if _, err := s.exec(ctx, `INSERT INTO sim_state(iccid, provider) VALUES(?, ?)`, o.key, o.provider); err != nil {
-			return nil, h, fmt.Errorf("insert sim: %w", err)
-		}
-		// A SIM's periods are written after its state row: it has none.
+	var r simRow
+	err := s.queryRow(ctx, `SELECT `+simColumns+` FROM sim_state WHERE iccid = ?`, o.key).
+		Scan(new(string), &r.provider, &r.status, &r.statusAt, &r.statusEv, &r.imei, &r.imeiAt, &r.imeiEv,
+			&r.periodKey, &r.periodStart, &r.periodEnd, &r.cur.asOf, &r.cur.event, &r.used, &r.allowed, &r.remaining,
+			&r.unlimited, &r.percent, &r.sortPct, &r.ended, &r.lastLevel, &r.levelsJSON)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		r = simRow{provider: o.provider, sortPct: -1, levelsJSON: "[]"}
+		sub.stateNew = true
+		// A SIM's periods are written with or after its state row: it
+		// has none.
 		sub.complete = true
-	} else if err != nil {
-		return nil, h, fmt.Errorf("read sim: %w", err)
+		s.e.held.holdSIM(o.key, sub)
+	case err != nil:
+		return nil, fmt.Errorf("read sim: %w", err)
+	default:
+		sub.stored = r
 	}
-	sub.head, sub.headKnown = h, true
-	return sub, h, nil
+	sub.state, sub.stateKnown = r, true
+	return sub, nil
 }
 
 // newer reports whether (at, ev) is newer than the stored version.
@@ -408,29 +433,18 @@ func (s store) refreshPool(ctx context.Context, key string, r *periodRow, cur cu
 	return nil
 }
 
-// writeSIM writes every change this event makes to the SIM's state row in
-// one UPDATE (or none): a newer status or IMEI (newest provider time wins,
-// ties by event id), and the current period's numbers when r is current.
-// The indexed columns (status, sort_pct) and levels_json are set only when
-// their value changes, so an unchanged value costs no index update.
-func (s store) writeSIM(ctx context.Context, o *observation, sub *subjectRows, h simHead, r *periodRow, have map[int]levelMark, levels []int) error {
-	sets := make([]string, 0, 6)
-	args := make([]any, 0, 20)
+// writeSIM merges every change this event makes into the SIM's state
+// row: a newer status or IMEI (newest provider time wins, ties by event
+// id), and the current period's numbers when r is current. A changed row
+// is held and written at FlushTx.
+func (s store) writeSIM(o *observation, sub *subjectRows, r *periodRow, have map[int]levelMark, levels []int) error {
+	h := sub.state
 	at, ev := sql.NullInt64{Int64: o.at, Valid: true}, sql.NullString{String: o.eventID, Valid: true}
 	if o.status != "" && newer(o.at, o.eventID, h.statusAt, h.statusEv) {
-		if h.status.String != o.status || !h.status.Valid {
-			sets = append(sets, "status = ?")
-			args = append(args, o.status)
-			h.status = sql.NullString{String: o.status, Valid: true}
-		}
-		sets = append(sets, "status_at = ?, status_event = ?")
-		args = append(args, o.at, o.eventID)
-		h.statusAt, h.statusEv = at, ev
+		h.status, h.statusAt, h.statusEv = sql.NullString{String: o.status, Valid: true}, at, ev
 	}
 	if o.imei != "" && newer(o.at, o.eventID, h.imeiAt, h.imeiEv) {
-		sets = append(sets, "imei = ?, imei_at = ?, imei_event = ?")
-		args = append(args, o.imei, o.at, o.eventID)
-		h.imeiAt, h.imeiEv = at, ev
+		h.imei, h.imeiAt, h.imeiEv = sql.NullString{String: o.imei, Valid: true}, at, ev
 	}
 	if r != nil && r.isCurrent(h.cur) {
 		h.cur = current{asOf: sql.NullInt64{Int64: r.asOf, Valid: true}, event: sql.NullString{String: r.asOfEvent, Valid: true}}
@@ -438,29 +452,23 @@ func (s store) writeSIM(ctx context.Context, o *observation, sub *subjectRows, h
 		if err != nil {
 			return err
 		}
-		sets = append(sets, `period_key = ?, period_start = ?, period_end = ?, as_of = ?, as_of_event = ?,
-			used = ?, allowed = ?, remaining = ?, unlimited = ?, percent = ?, ended = ?, last_level = ?`)
-		args = append(args, r.key, r.start, r.end, r.asOf, r.asOfEvent, r.used, r.allowed, remaining, r.unlimited, pct,
-			r.ended, nullInt(last))
-		if sortPct != h.sortPct {
-			sets = append(sets, "sort_pct = ?")
-			args = append(args, sortPct)
-			h.sortPct = sortPct
+		h.periodKey = sql.NullString{String: r.key, Valid: true}
+		h.periodStart, h.periodEnd = r.start, r.end
+		h.used, h.allowed, h.remaining, h.unlimited = r.used, r.allowed, remaining, r.unlimited
+		h.percent = sql.NullFloat64{}
+		if f, ok := pct.(float64); ok {
+			h.percent = sql.NullFloat64{Float64: f, Valid: true}
 		}
-		if lj != h.levelsJSON {
-			sets = append(sets, "levels_json = ?")
-			args = append(args, lj)
-			h.levelsJSON = lj
+		h.ended, h.sortPct, h.levelsJSON = r.ended, sortPct, lj
+		h.lastLevel = sql.NullInt64{}
+		if last != nil {
+			h.lastLevel = sql.NullInt64{Int64: *last, Valid: true}
 		}
 	}
-	if len(sets) > 0 {
-		args = append(args, o.key)
-		if _, err := s.exec(ctx, `UPDATE sim_state SET `+strings.Join(sets, ", ")+` WHERE iccid = ?`, args...); err != nil {
-			return fmt.Errorf("update sim state: %w", err)
-		}
+	if h != sub.state {
+		sub.state = h
+		s.e.held.holdSIM(o.key, sub)
 	}
-	// The row now holds h (read, or created, earlier in this Apply).
-	sub.head = h
 	return nil
 }
 

@@ -124,11 +124,13 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 	}()
 	s := store{tx: tx, e: e}
 	var sub *subjectRows
-	var head simHead
+	var cur current // the subject's current period position
 	if o.subjectType == subjectSIM {
-		sub, head, err = s.readSIM(ctx, &o)
+		if sub, err = s.readSIM(ctx, &o); sub != nil {
+			cur = sub.state.cur
+		}
 	} else {
-		head.cur, err = s.touchPool(ctx, &o)
+		cur, err = s.touchPool(ctx, &o)
 		sub = e.rows.subject(o.subjectType, o.key)
 	}
 	if err != nil {
@@ -146,7 +148,7 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 		// The stored levels are needed to merge crossings, and to rewrite
 		// the state row when this period is (now) the current one;
 		// otherwise nothing reads them.
-		if len(cs) > 0 || period.isCurrent(head.cur) {
+		if len(cs) > 0 || period.isCurrent(cur) {
 			if have, err = s.levels(ctx, &o, pr); err != nil {
 				return err
 			}
@@ -157,9 +159,9 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 		s.addAlert(&o)
 	}
 	if o.subjectType == subjectSIM {
-		err = s.writeSIM(ctx, &o, sub, head, period, have, p.levels)
+		err = s.writeSIM(&o, sub, period, have, p.levels)
 	} else if period != nil {
-		err = s.refreshPool(ctx, o.key, period, head.cur, have, p.levels)
+		err = s.refreshPool(ctx, o.key, period, cur, have, p.levels)
 	}
 	if err == nil && !e.announced {
 		// Nobody else will flush a transaction the runner did not announce.

@@ -3,20 +3,18 @@ package thresholds
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"log/slog"
-	"strings"
 	"testing"
 
 	"github.com/simtrail/simtrail/pkg/projection"
+	"github.com/simtrail/simtrail/pkg/projection/projtest"
 	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 )
 
 // dumpTables renders every read-model table in primary-key order.
 func dumpTables(t testing.TB, db *sql.DB) string {
 	t.Helper()
-	var b strings.Builder
-	for _, q := range []string{
+	return projtest.Dump(t, db,
 		`SELECT * FROM sim_state ORDER BY iccid`,
 		`SELECT * FROM pool_state ORDER BY pool_id`,
 		`SELECT * FROM period ORDER BY subject_type, subject_key, period_key`,
@@ -24,33 +22,7 @@ func dumpTables(t testing.TB, db *sql.DB) string {
 		`SELECT * FROM snapshot ORDER BY subject_type, subject_key, period_key, at, event_id`,
 		`SELECT * FROM alert ORDER BY subject_type, subject_key, at, event_id`,
 		`SELECT alert_id, subject_type, subject_key, provider, period_key, level, source, crossed_at, used, allowed, cause_seq, cause_event_id FROM outbox ORDER BY alert_id`,
-	} {
-		rows, err := db.Query(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range vals {
-				if bs, ok := v.([]byte); ok {
-					v = string(bs)
-				}
-				fmt.Fprintf(&b, "%v|", v)
-			}
-			b.WriteByte('\n')
-		}
-		rows.Close()
-		b.WriteString("--\n")
-	}
-	return b.String()
+	)
 }
 
 // TestTxCacheSavepointRollback: events that fail half-way through Apply
