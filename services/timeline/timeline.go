@@ -22,14 +22,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/simtrail/simtrail/pkg/events"
-	"github.com/simtrail/simtrail/pkg/jsonx"
 	"github.com/simtrail/simtrail/pkg/projection"
 	simtrailv1 "github.com/simtrail/simtrail/proto/simtrail/v1"
 )
@@ -43,8 +40,7 @@ var migrationFiles embed.FS
 // Projector implements projection.Projector for the timeline read model.
 // It is safe for use by several runners (live and rebuild) at once.
 type Projector struct {
-	mu    sync.Mutex
-	cache []*txStmts // prepared statements of the most recent transactions
+	held heldTxs // writes held back per transaction (held.go)
 }
 
 // NewProjector returns the timeline projector.
@@ -64,98 +60,30 @@ func (p *Projector) Migrations() fs.FS {
 	return sub
 }
 
-const (
-	sqlInsertEvent = `INSERT OR IGNORE INTO sim_event(id, iccid, kind, provider, provider_type, at,
-		status, status_raw, imei, msisdn, sim_type, plan, period,
-		has_usage, used_bytes, remaining_bytes, allowed_bytes, unlimited, detail)
-		VALUES(?,?,?,?,?,?, ?,?,?,?,?,?,?, ?,?,?,?,?,?)`
-	sqlInsertSnapshot = `INSERT INTO usage_snapshot(event_id, iccid, at, used_bytes, period_id) VALUES(?,?,?,?,?)`
-	// One statement per event for all its per-day rows (a JSON array of
-	// [day, location, bytes]): a Roamify snapshot resends every day of its
-	// package, and one cgo call per row would dominate the apply cost.
-	sqlUpsertDaily = `INSERT INTO daily_usage(iccid, day, location, data_bytes, snap_at, snap_id)
-		SELECT ?1, j.value->>0, j.value->>1, j.value->>2, ?2, ?3 FROM json_each(?4) AS j WHERE true
-		ON CONFLICT(iccid, day, location) DO UPDATE SET
-			data_bytes = excluded.data_bytes, snap_at = excluded.snap_at, snap_id = excluded.snap_id
-		WHERE excluded.snap_at > daily_usage.snap_at
-		   OR (excluded.snap_at = daily_usage.snap_at AND excluded.snap_id > daily_usage.snap_id)`
-)
-
-// txStmts are the write statements prepared once per transaction (the
-// runner applies a whole batch in one transaction, so this is once per
-// batch rather than once per event).
-type txStmts struct {
-	tx                         *sql.Tx
-	event, snapshot, dailyRows *sql.Stmt
-}
-
-func (p *Projector) stmts(ctx context.Context, tx *sql.Tx) (*txStmts, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range p.cache {
-		if s.tx == tx {
-			return s, nil
-		}
-	}
-	s := &txStmts{tx: tx}
-	var err error
-	if s.event, err = tx.PrepareContext(ctx, sqlInsertEvent); err != nil {
-		return nil, fmt.Errorf("prepare insert event: %w", err)
-	}
-	if s.snapshot, err = tx.PrepareContext(ctx, sqlInsertSnapshot); err != nil {
-		return nil, fmt.Errorf("prepare insert snapshot: %w", err)
-	}
-	if s.dailyRows, err = tx.PrepareContext(ctx, sqlUpsertDaily); err != nil {
-		return nil, fmt.Errorf("prepare upsert daily: %w", err)
-	}
-	// Keep a few: a live runner and a rebuild may interleave. Statements of
-	// an ended transaction are closed by database/sql; dropping them from
-	// the cache only releases the memory.
-	const keep = 4
-	if len(p.cache) >= keep {
-		copy(p.cache, p.cache[1:])
-		p.cache = p.cache[:keep-1]
-	}
-	p.cache = append(p.cache, s)
-	return s, nil
-}
-
 // Apply implements projection.Projector. Events without an ICCID (pool
 // events, unkeyed "other" events) are not about a SIM and are ignored.
 // A second copy of an event (same id) changes nothing.
 func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message) error {
 	ev := m.Event
-	if ev == nil || ev.GetIccid() == "" || !events.ValidKey(ev.GetIccid()) {
+	if !keeps(ev) {
 		return nil
 	}
 	r := rowOf(ev)
-	st, err := p.stmts(ctx, tx)
-	if err != nil {
-		return err
+	h := p.heldFor(tx)
+	if h == nil {
+		// Nobody will flush a transaction the runner did not announce.
+		h = newHeldTx(false)
+		h.hold(r)
+		return h.flush(ctx, tx)
 	}
-	res, err := st.event.ExecContext(ctx, r.id, r.iccid, r.kind, r.provider, r.providerType, r.at,
-		r.status, r.statusRaw, r.imei, r.msisdn, r.simType, r.plan, r.period,
-		r.hasUsage, r.used, r.remaining, r.allowed, r.unlimited, r.detail)
-	if err != nil {
-		return fmt.Errorf("insert event: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("insert event: %w", err)
-	} else if n == 0 {
-		return nil // a copy of an event already applied
-	}
-	if r.snapUsed != nil {
-		// The usage_snapshot_day trigger (migration 00002) folds it into usage_day.
-		if _, err := st.snapshot.ExecContext(ctx, r.id, r.iccid, r.at, *r.snapUsed, r.periodID); err != nil {
-			return fmt.Errorf("insert usage snapshot: %w", err)
-		}
-	}
-	if len(r.daily) > 0 {
-		if _, err := st.dailyRows.ExecContext(ctx, r.iccid, r.at, r.id, dailyJSON(r.daily)); err != nil {
-			return fmt.Errorf("upsert usage days: %w", err)
-		}
-	}
+	h.hold(r)
 	return nil
+}
+
+// keeps reports whether the timeline keeps anything of ev: it must be about
+// one SIM.
+func keeps(ev *simtrailv1.Event) bool {
+	return ev != nil && ev.GetIccid() != "" && events.ValidKey(ev.GetIccid())
 }
 
 // eventRow is what one event contributes to the read model. Building it is
@@ -369,25 +297,6 @@ func detailOf(ev *simtrailv1.Event, u *simtrailv1.UsageSnapshot) any {
 		})
 	}
 	return nil
-}
-
-// dailyJSON encodes per-day rows as [[day, location, bytes], ...].
-func dailyJSON(rows []*simtrailv1.DailyUsage) string {
-	b := make([]byte, 0, 48*len(rows))
-	b = append(b, '[')
-	for i, d := range rows {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '[')
-		b = jsonx.AppendString(b, d.GetDate())
-		b = append(b, ',')
-		b = jsonx.AppendString(b, d.GetLocation())
-		b = append(b, ',')
-		b = strconv.AppendInt(b, d.GetDataBytes(), 10)
-		b = append(b, ']')
-	}
-	return string(append(b, ']'))
 }
 
 // formatTime renders an instant as RFC 3339 UTC (fractional seconds only
