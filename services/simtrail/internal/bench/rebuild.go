@@ -52,15 +52,6 @@ func rate(n int, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// baseRow is the sim_event row an event makes, for the SQLite baseline.
-type baseRow struct {
-	id, iccid, kind, provider, providerType string
-	at                                      int64
-	status, imei, msisdn                    string
-	hasUsage, unlimited                     bool
-	used, remaining, allowed                *int64
-}
-
 func projectors() ([]projection.Projector, error) {
 	th, err := thresholds.NewProjector(thresholds.Options{})
 	if err != nil {
@@ -111,7 +102,7 @@ func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (
 
 	// Fill: generated bodies through the real parsers, published async.
 	fmt.Fprintf(o.Log, "fill: %d events for %d SIMs\n", o.Events, o.Sims)
-	rows, took, err := fill(ctx, o, js)
+	took, err := fill(ctx, o, js)
 	if err != nil {
 		return nil, err
 	}
@@ -126,13 +117,11 @@ func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (
 	if err != nil {
 		return nil, err
 	}
-	res.BaselineRows = len(rows)
-	res.BaselineTook, err = insertBaseline(ctx, base, rows)
+	res.BaselineRows, res.BaselineTook, err = insertBaseline(ctx, base, o)
 	base.Close()
 	if err != nil {
 		return nil, err
 	}
-	rows = nil
 	settle()
 
 	ps, err := projectors()
@@ -180,10 +169,8 @@ func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (
 // fill publishes o.Events generated events (no duplicates) from one
 // goroutine per CPU, each owning a shard of the fleet,
 // so every SIM's events keep their generated order in the stream.
-func fill(ctx context.Context, o Options, js jetstream.JetStream) ([]baseRow, time.Duration, error) {
-	workers := max(runtime.NumCPU(), 1)
-	workers = min(workers, o.Sims)
-	rows := make([]baseRow, o.Events)
+func fill(ctx context.Context, o Options, js jetstream.JetStream) (time.Duration, error) {
+	workers := fillWorkers(o)
 	var done atomic.Int64
 	bar := o.bar(o.Events, "fill")
 	stopBar := make(chan struct{})
@@ -213,7 +200,7 @@ func fill(ctx context.Context, o Options, js jetstream.JetStream) ([]baseRow, ti
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			g := loadgen.NewGenerator(loadgen.Config{Sims: o.Sims, Seed: o.Seed + 1, DuplicateRate: -1}, w, workers)
+			g := fillGenerator(o, w, workers)
 			for i := w; i < o.Events; i += workers {
 				if ctx.Err() != nil {
 					errs <- ctx.Err()
@@ -246,7 +233,6 @@ func fill(ctx context.Context, o Options, js jetstream.JetStream) ([]baseRow, ti
 					errs <- fmt.Errorf("publish: %w", err)
 					return
 				}
-				rows[i] = rowOf(ev)
 				done.Add(1)
 			}
 		}()
@@ -255,16 +241,27 @@ func fill(ctx context.Context, o Options, js jetstream.JetStream) ([]baseRow, ti
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-time.After(2 * time.Minute):
-		return nil, 0, errors.New("fill: publishes not acknowledged within 2 minutes")
+		return 0, errors.New("fill: publishes not acknowledged within 2 minutes")
 	}
 	took := time.Since(start)
 	close(stopBar)
 	bwg.Wait()
 	close(errs)
 	if err := <-errs; err != nil {
-		return nil, 0, err
+		return 0, err
 	}
-	return rows, took, nil
+	return took, nil
+}
+
+// fillWorkers is how many generators the fill runs, one per CPU, each
+// owning a shard of the fleet.
+func fillWorkers(o Options) int { return min(max(runtime.NumCPU(), 1), o.Sims) }
+
+// fillGenerator is worker w's generator: event i of the stream (before
+// the concurrent publishes interleave them) is generator i%workers's
+// (i/workers)th.
+func fillGenerator(o Options, w, workers int) *loadgen.Generator {
+	return loadgen.NewGenerator(loadgen.Config{Sims: o.Sims, Seed: o.Seed + 1, DuplicateRate: -1}, w, workers)
 }
 
 // parseRequest turns a generated webhook into its canonical event, as
@@ -284,88 +281,81 @@ func parseRequest(r *loadgen.Request) (*simtrailv1.Event, error) {
 	return p.Event, nil
 }
 
-func rowOf(ev *simtrailv1.Event) baseRow {
-	r := baseRow{
-		id: ev.GetId(), iccid: ev.GetIccid(), kind: events.KindName(ev.GetKind()),
-		provider: events.ProviderName(ev.GetProvider()), providerType: ev.GetProviderType(),
-		at: ev.GetOccurredAt().AsTime().UnixNano(), status: ev.GetSim().GetStatus(),
-		imei: ev.GetSim().GetImei(), msisdn: ev.GetSim().GetMsisdn(),
-	}
-	if u := ev.GetSim().GetUsage(); u != nil {
-		r.hasUsage, r.unlimited = true, u.GetUnlimited()
-		r.used, r.remaining, r.allowed = u.UsedBytes, u.RemainingBytes, u.AllowedBytes
-	}
-	return r
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func nullInt(p *int64) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-// insertBaseline writes rows into the timeline's sim_event table with
+// insertBaseline writes the sim_event rows the timeline writes for the
+// fill's events (timeline.SimEventArgs) into its sim_event table with
 // everything a build itself gets, so that the ratio compares a projection
 // with the fastest plain way to write one row per event, not with a
-// handicapped one: the same schema and bulk pragmas as projection.Build
-// (journal in memory, no fsync), the timeline's query index deferred to the
-// end (its creation is timed), transactions of projection.DefaultBuildBatchSize
-// rows, one prepared statement each, and Exec without a context: with a
-// cancellable context go-sqlite3 runs every statement on a goroutine of its
-// own (an earlier version of this baseline paid that and measured 12.6k
-// rows/s where this one measures 78k on the same machine).
-func insertBaseline(ctx context.Context, db *projection.DB, rows []baseRow) (time.Duration, error) {
+// handicapped one: the same schema and bulk pragmas as projection.Build,
+// the timeline's query index deferred to the end (its creation is timed),
+// transactions of projection.DefaultBuildBatchSize rows, one prepared
+// statement each, and Exec without a context: with a cancellable context
+// go-sqlite3 runs every statement on a goroutine of its own (an earlier
+// version of this baseline paid that, with WAL and 1000-row transactions,
+// and measured 12.6k rows/s where this one measured 78k on the same
+// machine). Each batch's rows are made from the same generators as the
+// fill's (so nothing is kept between the phases) before its transaction
+// starts; only the transactions and the index are timed.
+func insertBaseline(ctx context.Context, db *projection.DB, o Options) (rows int, took time.Duration, err error) {
 	batch := projection.DefaultBuildBatchSize
 	w := db.Writer
 	if _, err := db.BulkMode(ctx); err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	workers := fillWorkers(o)
+	gens := make([]*loadgen.Generator, workers)
+	for i := range gens {
+		gens[i] = fillGenerator(o, i, workers)
 	}
 	start := time.Now()
 	idx := timeline.NewProjector().DeferredIndexes()
 	for _, ix := range idx {
 		if _, err := w.ExecContext(ctx, `DROP INDEX "`+ix.Name+`"`); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	for i := 0; i < len(rows); i += batch {
+	took = time.Since(start)
+	args := make([][]any, 0, batch)
+	for i := 0; i < o.Events; i += batch {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
+		args = args[:0]
+		for j := i; j < min(i+batch, o.Events); j++ {
+			ev, err := parseRequest(gens[j%workers].Next())
+			if err != nil {
+				return 0, 0, err
+			}
+			if a, ok := timeline.SimEventArgs(nil, ev); ok {
+				args = append(args, a)
+			}
+		}
+		start := time.Now()
 		tx, err := w.BeginTx(ctx, nil)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		st, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO sim_event(id, iccid, kind, provider, provider_type, at,
-			status, imei, msisdn, has_usage, used_bytes, remaining_bytes, allowed_bytes, unlimited, detail)
-			VALUES(?,?,?,?,?,?, ?,?,?,?,?,?,?,?,?)`)
+		st, err := tx.PrepareContext(ctx, timeline.SimEventInsert)
 		if err != nil {
 			_ = tx.Rollback()
-			return 0, err
+			return 0, 0, err
 		}
-		for _, r := range rows[i:min(i+batch, len(rows))] {
-			if _, err := st.Exec(r.id, r.iccid, r.kind, r.provider, r.providerType, r.at,
-				nullable(r.status), nullable(r.imei), nullable(r.msisdn), r.hasUsage,
-				nullInt(r.used), nullInt(r.remaining), nullInt(r.allowed), r.unlimited, `{"entry":"`+r.kind+`"}`); err != nil {
+		for _, a := range args {
+			if _, err := st.Exec(a...); err != nil {
 				_ = tx.Rollback()
-				return 0, fmt.Errorf("baseline insert: %w", err)
+				return 0, 0, fmt.Errorf("baseline insert: %w", err)
 			}
 		}
 		if err := tx.Commit(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
+		took += time.Since(start)
+		rows += len(args)
 	}
+	start = time.Now()
 	for _, ix := range idx {
 		if _, err := w.ExecContext(ctx, ix.Create); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return time.Since(start), nil
+	return rows, took + time.Since(start), nil
 }
