@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,10 +21,15 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd.Flags())
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return startCPUProfile(cmd)
 		},
+		PersistentPostRun: func(*cobra.Command, []string) { stopCPUProfile() },
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().String("cpu-profile", "", "write a CPU profile of the whole command to this file (go tool pprof)")
 	root.AddCommand(newDevCmd(), newIngestCmd(), newTimelineCmd(), newThresholdsCmd(), newSendCmd(), newTailCmd(), newRebuildCmd(), newLoadgenCmd(), newBenchCmd(), newTruphoneCmd())
 	return root
 }
@@ -43,6 +49,37 @@ func applyEnv(fs *pflag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+var cpuProfile *os.File
+
+// startCPUProfile starts the --cpu-profile profile, if one is asked for:
+// an operator can see where a slow rebuild or a busy service spends its
+// time without a debug build.
+func startCPUProfile(cmd *cobra.Command) error {
+	path, _ := cmd.Flags().GetString("cpu-profile")
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	cpuProfile = f
+	return nil
+}
+
+// stopCPUProfile ends and writes the --cpu-profile profile.
+func stopCPUProfile() {
+	if cpuProfile != nil {
+		pprof.StopCPUProfile()
+		cpuProfile.Close()
+		cpuProfile = nil
+	}
 }
 
 func newLogger(cmd *cobra.Command) *slog.Logger {
