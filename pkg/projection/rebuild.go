@@ -279,7 +279,7 @@ func fetchBatches(ctx context.Context, it jetstream.MessagesContext, cons jetstr
 			b.pending = meta.NumPending
 			last = meta.Sequence.Stream
 			msg := Message{Seq: last, Subject: m.Subject(), Stored: meta.Timestamp}
-			msg.Event, msg.DecodeErr = events.Decode(m.Data())
+			msg.Event, msg.DecodeErr = events.DecodeWithoutRawBody(m.Data())
 			b.msgs = append(b.msgs, msg)
 			if last == target || meta.NumPending == 0 {
 				b.done = true

@@ -42,7 +42,9 @@ type Message struct {
 	Subject string
 	// Stored is when JetStream stored it.
 	Stored time.Time
-	Event  *simtrailv1.Event
+	// Event is the decoded event without its raw_body (no projector
+	// reads the request bytes; see events.DecodeWithoutRawBody).
+	Event *simtrailv1.Event
 	// DecodeErr is set (and Event nil) when the payload is not a valid event;
 	// such a message is recorded as poison without calling Apply.
 	DecodeErr error
@@ -324,7 +326,7 @@ func (r *Runner) session(ctx context.Context) error {
 				continue // redelivery of something already applied
 			}
 			msg := Message{Seq: meta.Sequence.Stream, Subject: m.Subject(), Stored: meta.Timestamp}
-			msg.Event, msg.DecodeErr = events.Decode(m.Data())
+			msg.Event, msg.DecodeErr = events.DecodeWithoutRawBody(m.Data())
 			todo = append(todo, msg)
 		}
 		if len(todo) > 0 {
