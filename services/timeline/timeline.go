@@ -72,7 +72,7 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 	h := p.heldFor(tx)
 	if h == nil {
 		// Nobody will flush a transaction the runner did not announce.
-		h = newHeldTx(false)
+		h = newHeldTx(false, nil)
 		h.hold(r)
 		return h.flush(ctx, tx)
 	}

@@ -282,3 +282,105 @@ func TestCountDayBuckets(t *testing.T) {
 		t.Errorf("ten millennia: %d buckets", got)
 	}
 }
+
+// TestUsageDayAcrossTriggerMigration: a model whose usage_day the
+// triggers of migration 00002 kept (snapshots inserted as version 2 did)
+// is upgraded by 00003, which drops them, and the projector goes on
+// folding snapshots in Go, late ones among them: the day and month sums
+// equal the fold over every snapshot, and no trigger is left.
+func TestUsageDayAcrossTriggerMigration(t *testing.T) {
+	ctx := context.Background()
+	p := NewProjector()
+	v2 := fstest.MapFS{}
+	for _, f := range []string{"00001_init.sql", "00002_usage_day.sql"} {
+		b, err := fs.ReadFile(p.Migrations(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2[f] = &fstest.MapFile{Data: b}
+	}
+	for seed := range uint64(12) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 11))
+			snaps, evs := genSnapshots(r, seed%4 == 0)
+			order := r.Perm(len(evs))
+			half := len(order) / 2
+			path := filepath.Join(t.TempDir(), "v2.db")
+			db, err := projection.Open(ctx, path, v2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range order[:half] {
+				s := snaps[k]
+				if _, err := db.Writer.ExecContext(ctx, `INSERT INTO sim_event(id, iccid, kind, provider, provider_type, at) VALUES(?,?,'usage','droam','x',?)`,
+					s.EventID, testICCID, s.At.UnixNano()); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.Writer.ExecContext(ctx, `INSERT INTO usage_snapshot(event_id, iccid, at, used_bytes, period_id) VALUES(?,?,?,?,?)`,
+					s.EventID, testICCID, s.At.UnixNano(), s.Used, s.PeriodID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db.Close()
+			if db, err = projection.Open(ctx, path, p.Migrations()); err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var triggers int
+			if err := db.Reader.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'`).Scan(&triggers); err != nil || triggers != 0 {
+				t.Fatalf("%d triggers after the migration (err %v)", triggers, err)
+			}
+			var msgs []projection.Message
+			for i, k := range order { // the first half again: copies change nothing
+				msgs = append(msgs, projection.Message{Seq: uint64(i + 1), Event: evs[k]})
+			}
+			for len(msgs) > 0 {
+				n := min(len(msgs), 1+r.IntN(8))
+				if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs[:n], 1, slog.New(slog.DiscardHandler)); err != nil {
+					t.Fatal(err)
+				}
+				msgs = msgs[n:]
+			}
+			checkUsageDays(t, db, snaps)
+		})
+	}
+}
+
+// TestSnapshotCacheSeesOtherWriters: each projector keeps its writer's
+// newest snapshot per SIM across transactions. Two projectors taking turns
+// on one file through two connections (as a restarted or second process
+// would) must each notice the other's commits (SQLite's data_version) and
+// read the newest snapshot again, or usage would be folded from a stale
+// predecessor.
+func TestSnapshotCacheSeesOtherWriters(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	for seed := range uint64(6) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 13))
+			snaps, evs := genSnapshots(r, false)
+			path := filepath.Join(t.TempDir(), "shared.db")
+			var ps []*Projector
+			var dbs []*projection.DB
+			for range 2 {
+				p := NewProjector()
+				db, err := projection.Open(ctx, path, p.Migrations())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				ps, dbs = append(ps, p), append(dbs, db)
+			}
+			// In provider order, so that nearly every snapshot follows
+			// the newest one stored: the cached path.
+			for i, ev := range evs {
+				w := (i / 3) % 2
+				m := projection.Message{Seq: uint64(i + 1), Event: ev}
+				if _, err := projection.ApplyBatch(ctx, dbs[w].Writer, ps[w], []projection.Message{m}, 1, log); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkUsageDays(t, dbs[0], snaps)
+		})
+	}
+}
