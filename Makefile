@@ -55,7 +55,7 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./providers/ || exit 1; \
 	done
 	cd services/ingest && $(GO) test -run='^$$' -fuzz='^FuzzParseAck$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) .
-	cd services/timeline && for f in FuzzQueryParams FuzzCursor; do \
+	cd services/timeline && for f in FuzzQueryParams FuzzCursor FuzzDocJSON; do \
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) . || exit 1; \
 	done
 	cd services/thresholds && for f in FuzzFleetQuery FuzzFleetCursor FuzzDerive; do \
@@ -63,6 +63,7 @@ fuzz:
 	done
 	cd pkg && $(GO) test -run='^$$' -fuzz='^FuzzAppendString$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./jsonx/
 	cd pkg && $(GO) test -run='^$$' -fuzz='^FuzzQueryValue$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./httpx/
+	cd pkg && $(GO) test -run='^$$' -fuzz='^FuzzDecodeWithoutRawBody$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./events/
 
 # The fault suite builds simtrail (go build) and nats-server (from its module) and
 # prints the fault table of docs/reliability.md (FAULTS_REPORT=file saves it).

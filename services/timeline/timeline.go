@@ -19,8 +19,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
-	"fmt"
 	"io/fs"
 	"time"
 
@@ -128,15 +126,6 @@ func nullInt(p *int64) any {
 	return *p
 }
 
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Only the plain structs below are marshalled here.
-		panic(fmt.Sprintf("timeline: marshal %T: %v", v, err))
-	}
-	return string(b)
-}
-
 // optStr is a JSON string that is null when empty.
 func optStr(s string) *string {
 	if s == "" {
@@ -231,10 +220,10 @@ func rowOf(ev *simtrailv1.Event) eventRow {
 		r.imei = im.GetImei()
 	}
 	if pl := sim.GetPlan(); pl != nil {
-		r.plan = mustJSON(planDoc{ID: optStr(pl.GetId()), Type: optStr(pl.GetType()), Name: optStr(pl.GetName()), Operator: optStr(pl.GetOperator())})
+		r.plan = docString(planDoc{ID: optStr(pl.GetId()), Type: optStr(pl.GetType()), Name: optStr(pl.GetName()), Operator: optStr(pl.GetOperator())})
 	}
 	if pe := sim.GetPeriod(); pe != nil {
-		r.period = mustJSON(periodDoc{ID: optStr(pe.GetId()), Name: optStr(pe.GetName()), Start: optTS(pe.GetStart()), End: optTS(pe.GetEnd())})
+		r.period = docString(periodDoc{ID: optStr(pe.GetId()), Name: optStr(pe.GetName()), Start: optTS(pe.GetStart()), End: optTS(pe.GetEnd())})
 		r.periodID = pe.GetId()
 	}
 	if u != nil && (u.UsedBytes != nil || u.RemainingBytes != nil || u.AllowedBytes != nil || u.GetUnlimited()) {
@@ -267,20 +256,20 @@ func detailOf(ev *simtrailv1.Event, u *simtrailv1.UsageSnapshot) any {
 		if status == "" {
 			status, raw = ev.GetSim().GetStatus(), ev.GetSim().GetStatusRaw()
 		}
-		return mustJSON(statusDoc{Status: optStr(status), StatusRaw: optStr(raw), Rule: ruleOf(st.GetRule())})
+		return docString(statusDoc{Status: optStr(status), StatusRaw: optStr(raw), Rule: ruleOf(st.GetRule())})
 	case simtrailv1.Kind_KIND_IMEI:
 		im := ev.GetImei()
 		imei := im.GetImei()
 		if imei == "" {
 			imei = ev.GetSim().GetImei()
 		}
-		return mustJSON(imeiDoc{IMEI: optStr(imei), Rule: ruleOf(im.GetRule())})
+		return docString(imeiDoc{IMEI: optStr(imei), Rule: ruleOf(im.GetRule())})
 	case simtrailv1.Kind_KIND_THRESHOLD:
 		th := ev.GetThreshold()
 		if u == nil {
 			u = &simtrailv1.UsageSnapshot{}
 		}
-		return mustJSON(thresholdDoc{
+		return docString(thresholdDoc{
 			Percent: th.Percent, Rule: ruleOf(th.GetRule()), Direction: optStr(th.GetDirection()),
 			UsedBytes: u.UsedBytes, RemainingBytes: u.RemainingBytes, AllowedBytes: u.AllowedBytes,
 			SubscriptionID: optStr(th.GetSubscriptionId()), ExpiresAt: optTS(th.GetExpiresAt()),
@@ -291,7 +280,7 @@ func detailOf(ev *simtrailv1.Event, u *simtrailv1.UsageSnapshot) any {
 		if attrs == nil {
 			attrs = map[string]string{}
 		}
-		return mustJSON(lifecycleDoc{
+		return docString(lifecycleDoc{
 			Name: lc.GetName(), Attributes: attrs, Rule: ruleOf(lc.GetRule()),
 			SubscriptionID: optStr(lc.GetSubscriptionId()), ExpiresAt: optTS(lc.GetExpiresAt()),
 		})
