@@ -57,8 +57,13 @@ type subjectRows struct {
 	// pinned: rows of the subject are held back (heldWrites), so the
 	// entry must stay until they are written.
 	pinned bool
-	// stateHeld: the SIM's state row is to be written at FlushTx.
-	stateHeld bool
+	// stateHeld: the SIM's state row is to be written at FlushTx;
+	// stateStale: its derived columns are to be computed from derivedFrom,
+	// the current period, first (deriveSIM). derivedVersion is the
+	// period's version they were (or are to be) derived at.
+	stateHeld, stateStale bool
+	derivedFrom           *periodRows
+	derivedVersion        uint64
 }
 
 // periodRows is one (subject, period) row and, once read, its levels.
@@ -69,6 +74,9 @@ type periodRows struct {
 	// its levels are (see heldWrites).
 	held       bool
 	heldLevels map[int]bool
+	// version counts the changes of row and levels in the cache, so that
+	// writeSIM sees whether the state row derived from them is stale.
+	version uint64
 }
 
 func newRowCache() *rowCache {

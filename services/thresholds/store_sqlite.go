@@ -159,6 +159,7 @@ func (s store) upsertPeriod(ctx context.Context, o *observation, sub *subjectRow
 	default:
 		if m := pr.row.merge(&x); m != pr.row {
 			pr.row = m
+			pr.version++
 			s.e.held.holdPeriod(o, sub, pr, false)
 		}
 	}
@@ -297,6 +298,7 @@ func (s store) cross(o *observation, cs []crossing, seq uint64, sub *subjectRows
 			continue
 		}
 		have[c.level] = m
+		pr.version++
 		// The level row is written with its final mark at FlushTx, and
 		// a new level's outbox row after it, in this event's order.
 		s.e.held.holdLevel(o, sub, pr, c.level, !ok)
@@ -435,9 +437,14 @@ func (s store) refreshPool(ctx context.Context, key string, r *periodRow, cur cu
 
 // writeSIM merges every change this event makes into the SIM's state
 // row: a newer status or IMEI (newest provider time wins, ties by event
-// id), and the current period's numbers when r is current. A changed row
-// is held and written at FlushTx.
-func (s store) writeSIM(o *observation, sub *subjectRows, r *periodRow, have map[int]levelMark, levels []int) error {
+// id), and the current period when pr is (now) current. A changed row is
+// held and written at FlushTx. The columns derived from the current
+// period and its levels (volumes, percent, levels_json, ...) are computed
+// there too, once per SIM and transaction (deriveSIM): they depend only on
+// the current period's row and levels, which the row cache holds with
+// their final values of the transaction, so the result is the one the
+// last event would have computed.
+func (s store) writeSIM(o *observation, sub *subjectRows, pr *periodRows) {
 	h := sub.state
 	at, ev := sql.NullInt64{Int64: o.at, Valid: true}, sql.NullString{String: o.eventID, Valid: true}
 	if o.status != "" && newer(o.at, o.eventID, h.statusAt, h.statusEv) {
@@ -446,29 +453,49 @@ func (s store) writeSIM(o *observation, sub *subjectRows, r *periodRow, have map
 	if o.imei != "" && newer(o.at, o.eventID, h.imeiAt, h.imeiEv) {
 		h.imei, h.imeiAt, h.imeiEv = sql.NullString{String: o.imei, Valid: true}, at, ev
 	}
-	if r != nil && r.isCurrent(h.cur) {
-		h.cur = current{asOf: sql.NullInt64{Int64: r.asOf, Valid: true}, event: sql.NullString{String: r.asOfEvent, Valid: true}}
-		lj, last, pct, sortPct, remaining, err := stateOf(r, have, levels)
-		if err != nil {
-			return err
-		}
-		h.periodKey = sql.NullString{String: r.key, Valid: true}
-		h.periodStart, h.periodEnd = r.start, r.end
-		h.used, h.allowed, h.remaining, h.unlimited = r.used, r.allowed, remaining, r.unlimited
-		h.percent = sql.NullFloat64{}
-		if f, ok := pct.(float64); ok {
-			h.percent = sql.NullFloat64{Float64: f, Valid: true}
-		}
-		h.ended, h.sortPct, h.levelsJSON = r.ended, sortPct, lj
-		h.lastLevel = sql.NullInt64{}
-		if last != nil {
-			h.lastLevel = sql.NullInt64{Int64: *last, Valid: true}
+	stale := false
+	if pr != nil && pr.row.isCurrent(h.cur) {
+		cur := current{asOf: sql.NullInt64{Int64: pr.row.asOf, Valid: true}, event: sql.NullString{String: pr.row.asOfEvent, Valid: true}}
+		if cur != h.cur || sub.derivedFrom != pr || sub.derivedVersion != pr.version {
+			h.cur = cur
+			h.periodKey = sql.NullString{String: pr.row.key, Valid: true}
+			sub.derivedFrom, sub.derivedVersion = pr, pr.version
+			stale = true
 		}
 	}
-	if h != sub.state {
+	if h != sub.state || stale {
 		sub.state = h
+		sub.stateStale = sub.stateStale || stale
 		s.e.held.holdSIM(o.key, sub)
 	}
+}
+
+// deriveSIM fills the state row's columns derived from its current period
+// (sub.derivedFrom) and that period's levels.
+func deriveSIM(sub *subjectRows, levels []int) error {
+	pr := sub.derivedFrom
+	if pr == nil || pr.levels == nil {
+		// writeSIM loads the levels of a period before it makes it current.
+		return errors.New("derive sim state: current period not in the row cache")
+	}
+	h := &sub.state
+	r := &pr.row
+	lj, last, pct, sortPct, remaining, err := stateOf(r, pr.levels, levels)
+	if err != nil {
+		return err
+	}
+	h.periodStart, h.periodEnd = r.start, r.end
+	h.used, h.allowed, h.remaining, h.unlimited = r.used, r.allowed, remaining, r.unlimited
+	h.percent = sql.NullFloat64{}
+	if f, ok := pct.(float64); ok {
+		h.percent = sql.NullFloat64{Float64: f, Valid: true}
+	}
+	h.ended, h.sortPct, h.levelsJSON = r.ended, sortPct, lj
+	h.lastLevel = sql.NullInt64{}
+	if last != nil {
+		h.lastLevel = sql.NullInt64{Int64: *last, Valid: true}
+	}
+	sub.stateStale = false
 	return nil
 }
 

@@ -136,11 +136,11 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 	if err != nil {
 		return err
 	}
+	var pr *periodRows
 	var period *periodRow
 	var have map[int]levelMark
 	if o.periodKey != "" {
-		pr, err := s.upsertPeriod(ctx, &o, sub)
-		if err != nil {
+		if pr, err = s.upsertPeriod(ctx, &o, sub); err != nil {
 			return err
 		}
 		period = &pr.row
@@ -159,7 +159,7 @@ func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message)
 		s.addAlert(&o)
 	}
 	if o.subjectType == subjectSIM {
-		err = s.writeSIM(&o, sub, period, have, p.levels)
+		s.writeSIM(&o, sub, pr)
 	} else if period != nil {
 		err = s.refreshPool(ctx, o.key, period, cur, have, p.levels)
 	}
