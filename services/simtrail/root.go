@@ -26,10 +26,14 @@ func newRootCmd() *cobra.Command {
 			}
 			return startCPUProfile(cmd)
 		},
-		PersistentPostRun: func(*cobra.Command, []string) { stopCPUProfile() },
+		PersistentPostRunE: func(cmd *cobra.Command, _ []string) error {
+			stopCPUProfile()
+			return writeAllocProfile(cmd)
+		},
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().String("cpu-profile", "", "write a CPU profile of the whole command to this file (go tool pprof)")
+	root.PersistentFlags().String("alloc-profile", "", "write a profile of every allocation the command made to this file when it ends (go tool pprof -sample_index=alloc_space)")
 	root.AddCommand(newDevCmd(), newIngestCmd(), newTimelineCmd(), newThresholdsCmd(), newSendCmd(), newTailCmd(), newRebuildCmd(), newLoadgenCmd(), newBenchCmd(), newTruphoneCmd())
 	return root
 }
@@ -80,6 +84,23 @@ func stopCPUProfile() {
 		cpuProfile.Close()
 		cpuProfile = nil
 	}
+}
+
+// writeAllocProfile writes the --alloc-profile profile, if one is asked for.
+func writeAllocProfile(cmd *cobra.Command) error {
+	path, _ := cmd.Flags().GetString("alloc-profile")
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("alloc profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("alloc profile: %w", err)
+	}
+	return f.Close()
 }
 
 func newLogger(cmd *cobra.Command) *slog.Logger {
