@@ -213,34 +213,3 @@ func TestBuildPipelined(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-// TestNewFilePageSize: a new read model file gets projection.PageSize
-// pages (fixed at creation), and reopening it keeps its data.
-func TestNewFilePageSize(t *testing.T) {
-	p := &counter{}
-	path := filepath.Join(t.TempDir(), "size.db")
-	db, err := projection.Open(context.Background(), path, p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var size int
-	if err := db.Writer.QueryRow(`PRAGMA page_size`).Scan(&size); err != nil || size != projection.PageSize {
-		t.Fatalf("page size %d (err %v), want %d", size, err, projection.PageSize)
-	}
-	if _, err := db.Writer.Exec(`INSERT INTO seen(event_id, seq) VALUES('a', 1)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	db, err = projection.Open(context.Background(), path, p.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if rows(t, db.Writer) != 1 {
-		t.Fatal("reopened file lost its row")
-	}
-	var mode string
-	if err := db.Writer.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-		t.Fatalf("journal mode %q (err %v), want wal", mode, err)
-	}
-}

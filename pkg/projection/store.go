@@ -51,11 +51,6 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
 	}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		if err := createFile(ctx, path); err != nil {
-			return nil, err
-		}
-	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "NORMAL")
@@ -100,32 +95,6 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	return &DB{Path: path, Writer: w, Reader: r}, nil
-}
-
-// PageSize is the page size of a new read model file. The read models are
-// keyed by SIM (or by a hash), so a build's batch touches most leaf pages
-// of every table and each commit writes them all back; with SQLite's
-// default of 4 KiB that was tens of thousands of page writes per commit
-// and a deeper B-tree for every insert to walk. 1 M-event offline builds,
-// alternating runs on one machine: timeline 43.1/44.8 s with 4 KiB pages,
-// 38.6/32.1 s with 16 KiB, 28.9/30.6 s with 32 KiB; thresholds 42.5/38.2 s
-// with 16 KiB, 36.8/35.4 s with 32 KiB, 37.8/34.3 s with 64 KiB. A file
-// keeps the size it was created with: files created before this keep
-// 4 KiB pages until a rebuild replaces them (docs/operations.md).
-const PageSize = 32768
-
-// createFile creates an empty SQLite file with PageSize pages: the size
-// is fixed by the first write, and a WAL database cannot change it later.
-func createFile(ctx context.Context, path string) error {
-	db, err := sql.Open("sqlite3", "file:"+path)
-	if err != nil {
-		return fmt.Errorf("create sqlite %s: %w", path, err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, fmt.Sprintf(`PRAGMA page_size = %d; VACUUM`, PageSize)); err != nil {
-		return fmt.Errorf("create sqlite %s: %w", path, err)
-	}
-	return db.Close()
 }
 
 // Close closes both pools.
