@@ -136,10 +136,21 @@ func SnapshotDeltas(prev *Snapshot, snaps []Snapshot) []Delta {
 
 // snapshotDelta is the usage s shows over its predecessor prev (nil: none).
 func snapshotDelta(prev, s *Snapshot) int64 {
-	if prev != nil && s.Used >= prev.Used && !(prev.PeriodID != "" && s.PeriodID != "" && prev.PeriodID != s.PeriodID) {
-		return s.Used - prev.Used
+	if prev == nil {
+		return s.Used
 	}
-	return s.Used
+	return counterDelta(prev.Used, prev.PeriodID, s.Used, s.PeriodID)
+}
+
+// counterDelta is the usage a counter of used bytes in period shows over
+// the one before it, prevUsed in prevPeriod: the difference, or used in
+// full after a reset (a drop, or both period ids known and different).
+// The projector's fold (held.go) and the query-time fold share it.
+func counterDelta(prevUsed int64, prevPeriod string, used int64, period string) int64 {
+	if used >= prevUsed && !(prevPeriod != "" && period != "" && prevPeriod != period) {
+		return used - prevUsed
+	}
+	return used
 }
 
 // dayOf is t's UTC day number (days since 1970-01-01, rounding down also

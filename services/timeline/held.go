@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/simtrail/simtrail/pkg/projection"
@@ -103,15 +104,14 @@ type heldTxs struct {
 
 // lastSnaps mirrors, for the SIMs it holds, the newest row of
 // usage_snapshot (by at, then event id) as the writer's committed
-// database holds it; none marks a SIM known to have no snapshot. It is
+// database holds it, or that the SIM has none. It is
 // valid only while nothing undoes a write it saw and nobody else writes
 // the file: it is cleared when a transaction does not commit, when a flush
 // fails, and when SQLite's data_version shows another connection
 // committed.
 type lastSnaps struct {
 	w           *sql.DB
-	bySIM       map[string]snapRow
-	none        map[string]bool
+	bySIM       map[string]cachedSnap
 	dataVersion int64
 	// spare is the writer's last transaction state, emptied, for the next
 	// one: its slices and maps keep their capacity (a build's batches are
@@ -125,17 +125,19 @@ const maxLastSnaps = 1 << 16
 
 const maxModels = 4
 
-func (c *lastSnaps) reset() {
-	clear(c.bySIM)
-	clear(c.none)
+// cachedSnap is a SIM's newest stored snapshot s, when it has one.
+type cachedSnap struct {
+	s   snapRow
+	has bool
 }
 
-func (c *lastSnaps) set(iccid string, s snapRow) {
+func (c *lastSnaps) reset() { clear(c.bySIM) }
+
+func (c *lastSnaps) set(iccid string, v cachedSnap) {
 	if len(c.bySIM) >= maxLastSnaps {
 		c.reset()
 	}
-	delete(c.none, iccid)
-	c.bySIM[iccid] = s
+	c.bySIM[iccid] = v
 }
 
 func newHeldTx(announced bool, last *lastSnaps) *heldTx {
@@ -171,7 +173,7 @@ func (p *Projector) TxBegun(ctx context.Context, tx *sql.Tx, w *sql.DB) {
 		if len(p.held.models) == maxModels {
 			p.held.models = slices.Delete(p.held.models, 0, 1)
 		}
-		c = &lastSnaps{w: w, bySIM: map[string]snapRow{}, none: map[string]bool{}}
+		c = &lastSnaps{w: w, bySIM: map[string]cachedSnap{}}
 	}
 	p.held.models = append(p.held.models, c)
 	if err != nil || dv != c.dataVersion {
@@ -328,22 +330,12 @@ const (
 	ON CONFLICT(iccid, day) DO UPDATE SET bytes = bytes + excluded.bytes`
 )
 
-// snapDelta is the usage s shows over its predecessor prev (nil: none),
-// as SnapshotDeltas takes it.
+// snapDelta is the usage s shows over its predecessor prev (nil: none).
 func snapDelta(prev, s *snapRow) int64 {
-	if prev != nil && s.used >= prev.used && !(prev.periodID != "" && s.periodID != "" && prev.periodID != s.periodID) {
-		return s.used - prev.used
+	if prev == nil {
+		return s.used
 	}
-	return s.used
-}
-
-// snapDay is the UTC day number of a snapshot time in UNIX nanoseconds,
-// rounding down before 1970, exactly as the SQL above computes it.
-func snapDay(at int64) int64 {
-	if at < 0 {
-		at -= 86399999999999
-	}
-	return at / 86400000000000
+	return counterDelta(prev.used, prev.periodID, s.used, s.periodID)
 }
 
 // chunks writes rows [0, n) with q, projection.RowsPerStatement per
@@ -501,13 +493,13 @@ func (h *heldTx) foldSnapshots(ctx context.Context, tx *sql.Tx) error {
 				}
 				continue
 			}
-			k := dayNum{s.iccid, snapDay(s.at)}
+			k := dayNum{s.iccid, dayOf(time.Unix(0, s.at))}
 			h.days[k] += snapDelta(prev, &s)
 			inOrder = append(inOrder, s)
 			prev = &inOrder[len(inOrder)-1]
 		}
 		if h.last != nil && prev != nil {
-			h.last.set(iccid, *prev)
+			h.last.set(iccid, cachedSnap{*prev, true})
 		}
 		lo = hi
 	}
@@ -539,11 +531,11 @@ func (h *heldTx) foldSnapshots(ctx context.Context, tx *sql.Tx) error {
 // none, from the cache when it holds the SIM.
 func (h *heldTx) lastSnapshot(ctx context.Context, tx *sql.Tx, iccid string) (*snapRow, error) {
 	if h.last != nil {
-		if s, ok := h.last.bySIM[iccid]; ok {
-			return &s, nil
-		}
-		if h.last.none[iccid] {
-			return nil, nil
+		if c, ok := h.last.bySIM[iccid]; ok {
+			if !c.has {
+				return nil, nil
+			}
+			return &c.s, nil
 		}
 	}
 	st, err := h.stmt(ctx, tx, sqlLastSnapshot)
@@ -555,17 +547,14 @@ func (h *heldTx) lastSnapshot(ctx context.Context, tx *sql.Tx, iccid string) (*s
 	switch {
 	case err == sql.ErrNoRows:
 		if h.last != nil {
-			if len(h.last.none) >= maxLastSnaps {
-				h.last.reset()
-			}
-			h.last.none[iccid] = true
+			h.last.set(iccid, cachedSnap{})
 		}
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("read newest usage snapshot: %w", err)
 	}
 	if h.last != nil {
-		h.last.set(iccid, s)
+		h.last.set(iccid, cachedSnap{s, true})
 	}
 	return &s, nil
 }
@@ -573,16 +562,17 @@ func (h *heldTx) lastSnapshot(ctx context.Context, tx *sql.Tx, iccid string) (*s
 // insertLate writes a snapshot older than its SIM's newest stored one and
 // its usage.
 func (h *heldTx) insertLate(ctx context.Context, tx *sql.Tx, s *snapRow) error {
-	for _, q := range []string{insertSnapshots.One, sqlLateDay, sqlLateNext} {
-		st, err := h.stmt(ctx, tx, q)
+	row := []any{s.id, s.iccid, s.at, s.used, s.periodID}  // insertSnapshots' columns
+	fold := []any{s.iccid, s.at, s.id, s.used, s.periodID} // ?1..?5 of sqlLateDay and sqlLateNext
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{{insertSnapshots.One, row}, {sqlLateDay, fold}, {sqlLateNext, fold}} {
+		st, err := h.stmt(ctx, tx, q.sql)
 		if err != nil {
 			return err
 		}
-		args := []any{s.id, s.iccid, s.at, s.used, s.periodID}
-		if q != insertSnapshots.One {
-			args = []any{s.iccid, s.at, s.id, s.used, s.periodID}
-		}
-		if _, err := st.Exec(args...); err != nil {
+		if _, err := st.Exec(q.args...); err != nil {
 			return fmt.Errorf("insert late usage snapshot: %w", err)
 		}
 	}
