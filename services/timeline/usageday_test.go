@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -82,6 +83,28 @@ func TestUsageDayBackfill(t *testing.T) {
 
 const testICCID = "8937204016150000018"
 
+// inOrder is evs[k] for each k of order, numbered from 1 in that order.
+func inOrder(evs []*simtrailv1.Event, order []int) []projection.Message {
+	out := make([]projection.Message, len(order))
+	for i, k := range order {
+		out[i] = projection.Message{Seq: uint64(i + 1), Event: evs[k]}
+	}
+	return out
+}
+
+// applyBatches applies msgs to w through p in transactions of batch()
+// messages each.
+func applyBatches(t *testing.T, w *sql.DB, p *Projector, msgs []projection.Message, batch func() int) {
+	t.Helper()
+	for len(msgs) > 0 {
+		n := min(len(msgs), batch())
+		if _, err := projection.ApplyBatch(context.Background(), w, p, msgs[:n], 1, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[n:]
+	}
+}
+
 // applyInOrder opens a fresh read model and applies evs[k] for each k of
 // order (sequence numbers from 1) through projection.ApplyBatch, in
 // transactions of batch() events each.
@@ -94,17 +117,7 @@ func applyInOrder(t *testing.T, evs []*simtrailv1.Event, order []int, batch func
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	var msgs []projection.Message
-	for i, k := range order {
-		msgs = append(msgs, projection.Message{Seq: uint64(i + 1), Event: evs[k]})
-	}
-	for len(msgs) > 0 {
-		n := min(len(msgs), batch())
-		if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs[:n], 1, slog.New(slog.DiscardHandler)); err != nil {
-			t.Fatal(err)
-		}
-		msgs = msgs[n:]
-	}
+	applyBatches(t, db.Writer, p, inOrder(evs, order), batch)
 	return db
 }
 
@@ -330,17 +343,8 @@ func TestUsageDayAcrossTriggerMigration(t *testing.T) {
 			if err := db.Reader.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'`).Scan(&triggers); err != nil || triggers != 0 {
 				t.Fatalf("%d triggers after the migration (err %v)", triggers, err)
 			}
-			var msgs []projection.Message
-			for i, k := range order { // the first half again: copies change nothing
-				msgs = append(msgs, projection.Message{Seq: uint64(i + 1), Event: evs[k]})
-			}
-			for len(msgs) > 0 {
-				n := min(len(msgs), 1+r.IntN(8))
-				if _, err := projection.ApplyBatch(ctx, db.Writer, p, msgs[:n], 1, slog.New(slog.DiscardHandler)); err != nil {
-					t.Fatal(err)
-				}
-				msgs = msgs[n:]
-			}
+			// All of them, the first half again: copies change nothing.
+			applyBatches(t, db.Writer, p, inOrder(evs, order), func() int { return 1 + r.IntN(8) })
 			checkUsageDays(t, db, snaps)
 		})
 	}
