@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,11 +25,7 @@ func newRootCmd() *cobra.Command {
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
-			return startCPUProfile(cmd)
-		},
-		PersistentPostRunE: func(cmd *cobra.Command, _ []string) error {
-			stopCPUProfile()
-			return writeAllocProfile(cmd)
+			return startProfiles(cmd)
 		},
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
@@ -55,52 +52,59 @@ func applyEnv(fs *pflag.FlagSet) error {
 	return err
 }
 
-var cpuProfile *os.File
+// profiles are the files --cpu-profile and --alloc-profile name, open
+// from the start of the command until finishProfiles, which main calls
+// however the command ended: a failed or interrupted run is often the one
+// worth profiling, and cobra skips its post-run hooks after an error.
+var profiles struct{ cpu, alloc *os.File }
 
-// startCPUProfile starts the --cpu-profile profile, if one is asked for:
-// an operator can see where a slow rebuild or a busy service spends its
-// time without a debug build.
-func startCPUProfile(cmd *cobra.Command) error {
-	path, _ := cmd.Flags().GetString("cpu-profile")
-	if path == "" {
-		return nil
+// startProfiles creates the profile files asked for and starts the CPU
+// profile: an operator can see where a slow rebuild or a busy service
+// spends its time without a debug build.
+func startProfiles(cmd *cobra.Command) error {
+	var err error
+	if profiles.alloc, err = createProfile(cmd, "alloc-profile"); err != nil {
+		return err
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+	if profiles.cpu, err = createProfile(cmd, "cpu-profile"); profiles.cpu == nil {
+		return err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return fmt.Errorf("cpu profile: %w", err)
+	if err := pprof.StartCPUProfile(profiles.cpu); err != nil {
+		return fmt.Errorf("--cpu-profile: %w", err)
 	}
-	cpuProfile = f
 	return nil
 }
 
-// stopCPUProfile ends and writes the --cpu-profile profile.
-func stopCPUProfile() {
-	if cpuProfile != nil {
+// finishProfiles ends and writes the CPU profile and writes the profile
+// of every allocation the command made.
+func finishProfiles() error {
+	var errs []error
+	if f := profiles.cpu; f != nil {
 		pprof.StopCPUProfile()
-		cpuProfile.Close()
-		cpuProfile = nil
+		errs = append(errs, f.Close())
 	}
+	if f := profiles.alloc; f != nil {
+		errs = append(errs, pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+	}
+	profiles.cpu, profiles.alloc = nil, nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("write profile: %w", err)
+	}
+	return nil
 }
 
-// writeAllocProfile writes the --alloc-profile profile, if one is asked for.
-func writeAllocProfile(cmd *cobra.Command) error {
-	path, _ := cmd.Flags().GetString("alloc-profile")
+// createProfile creates the file the profile flag names; nil and no error
+// when the flag is not set.
+func createProfile(cmd *cobra.Command, flag string) (*os.File, error) {
+	path, _ := cmd.Flags().GetString(flag)
 	if path == "" {
-		return nil
+		return nil, nil
 	}
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("alloc profile: %w", err)
+		return nil, fmt.Errorf("--%s: %w", flag, err)
 	}
-	defer f.Close()
-	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-		return fmt.Errorf("alloc profile: %w", err)
-	}
-	return f.Close()
+	return f, nil
 }
 
 func newLogger(cmd *cobra.Command) *slog.Logger {
