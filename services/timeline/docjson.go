@@ -1,6 +1,7 @@
 package timeline
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 
@@ -97,13 +98,8 @@ func (d lifecycleDoc) appendJSON(b []byte) []byte {
 	if d.Attributes == nil {
 		b = append(b, "null"...)
 	} else {
-		keys := make([]string, 0, len(d.Attributes))
-		for k := range d.Attributes {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
 		b = append(b, '{')
-		for i, k := range keys {
+		for i, k := range slices.Sorted(maps.Keys(d.Attributes)) {
 			if i > 0 {
 				b = append(b, ',')
 			}
