@@ -51,13 +51,24 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 
-	if len(res.Queries) != 2 {
+	if len(res.Queries) != 3 {
 		t.Fatalf("%d query results", len(res.Queries))
 	}
+	bars := 0
 	for _, q := range res.Queries {
+		if q.Bar {
+			bars++
+			if !strings.HasPrefix(q.Name, "usage 31 days") {
+				t.Errorf("the bar is on %q, not the usage query", q.Name)
+			}
+		}
 		if q.Queries == 0 || q.Non200 != 0 || q.Latency.Quantile(0.5) <= 0 {
 			t.Errorf("query %s: %d queries, %d non-200 (%s)", q.Name, q.Queries, q.Non200, q.FirstBad)
 		}
+	}
+
+	if bars != 1 {
+		t.Errorf("%d query results carry the bar, want 1", bars)
 	}
 
 	if len(res.Freshness) != 2 {
@@ -77,7 +88,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"commit", "CPUs", "ratio ingest / echo", "projection.Build timeline", "projection.Build thresholds",
-		"usage 31 days", "fleet thresholds", "visible in timeline", "visible in thresholds", "VmHWM"} {
+		"bare echo handler, one fixed usage answer", "usage 31 days", "fleet thresholds", "visible in timeline", "visible in thresholds", "VmHWM"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

@@ -28,6 +28,17 @@ func (r *IngestResult) Ratio() float64 {
 	return r.Ingest.OKRate() / r.Echo.OKRate()
 }
 
+// serveLocal serves h on a random 127.0.0.1 port until stop is called.
+func serveLocal(h http.Handler) (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
 func benchIngest(ctx context.Context, o Options, dir string, mem *memSampler) (*IngestResult, error) {
 	gen := loadgen.Config{Sims: o.Sims, Seed: o.Seed}
 	run := func(url, label string) (*loadgen.Summary, error) {
@@ -44,14 +55,12 @@ func benchIngest(ctx context.Context, o Options, dir string, mem *memSampler) (*
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.POST("/*", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stopEcho, err := serveLocal(e)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	echoSum, err := run("http://"+ln.Addr().String(), "bare echo handler")
-	_ = srv.Close()
+	echoSum, err := run("http://"+addr, "bare echo handler")
+	stopEcho()
 	if err != nil {
 		return nil, err
 	}

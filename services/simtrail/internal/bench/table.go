@@ -43,9 +43,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 				"ratio ≥ 0.50, 1M < 60 s", met(ratio >= 0.5 && perMillion < time.Minute))
 		}
 	}
-	for i, q := range r.Queries {
+	for _, q := range r.Queries {
 		bar, ok := "", ""
-		if i == 0 {
+		if q.Bar {
 			bar, ok = "p99 ≤ 5 ms", met(q.Latency.Quantile(.99) <= 5*time.Millisecond && q.Non200 == 0)
 		}
 		res := fmt.Sprintf("p50 %s  p99 %s  %s q/s", ms(q.Latency.Quantile(.5)), ms(q.Latency.Quantile(.99)), group(int64(q.Rate())))
