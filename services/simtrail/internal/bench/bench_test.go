@@ -87,6 +87,12 @@ func TestSmoke(t *testing.T) {
 	if err := res.WriteTable(&out); err != nil {
 		t.Fatal(err)
 	}
+	// The bar column sits on the usage row only.
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "usage 31 days") != strings.Contains(line, "p99 ≤ 5 ms") {
+			t.Errorf("bar column misplaced: %q", line)
+		}
+	}
 	for _, want := range []string{"commit", "CPUs", "ratio ingest / echo", "projection.Build timeline", "projection.Build thresholds",
 		"bare echo handler, one fixed usage answer", "usage 31 days", "fleet thresholds", "visible in timeline", "visible in thresholds", "VmHWM"} {
 		if !strings.Contains(out.String(), want) {

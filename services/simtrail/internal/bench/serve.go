@@ -88,17 +88,18 @@ func benchServing(ctx context.Context, o Options, dir string, mem *memSampler) (
 		// clients against a bare echo handler that answers every GET with
 		// one real usage answer's bytes (net/http, echo and the clients,
 		// no database).
-		bare, err := startBareAnswer(ctx, a.Addr(), targets[0])
+		bare, stopBare, err := startBareAnswer(ctx, a.Addr(), targets[0])
 		if err != nil {
 			return nil, nil, err
 		}
+		defer stopBare() // idle once its row is measured
 		for _, q := range []struct {
 			name   string
 			addr   string
 			bar    bool
 			target func(*rand.Rand) string
 		}{
-			{"bare echo handler, one fixed usage answer", bare.addr, false, usage},
+			{"bare echo handler, one fixed usage answer", bare, false, usage},
 			{"usage 31 days (day buckets)", a.Addr(), true, usage},
 			{"fleet thresholds ≥50%, limit 50", a.Addr(), false, fleet},
 		} {
@@ -106,9 +107,6 @@ func benchServing(ctx context.Context, o Options, dir string, mem *memSampler) (
 			r := runQueries(ctx, o, q.addr, q.name, q.target)
 			r.Bar = q.bar
 			qs = append(qs, r)
-			if q.addr == bare.addr {
-				bare.close()
-			}
 		}
 	}
 
@@ -124,35 +122,24 @@ func benchServing(ctx context.Context, o Options, dir string, mem *memSampler) (
 	return qs, fs, nil
 }
 
-// bareAnswer is an echo server outside the system that answers every GET
-// with the same bytes.
-type bareAnswer struct {
-	addr  string
-	close func()
-}
-
 // startBareAnswer fetches target from the system at sysAddr once and
 // starts a bare echo server on 127.0.0.1 that answers every GET with that
-// body (same status, type and size as a real answer).
-func startBareAnswer(ctx context.Context, sysAddr, target string) (*bareAnswer, error) {
+// body (same status, type and size as a real answer), until stop.
+func startBareAnswer(ctx context.Context, sysAddr, target string) (addr string, stop func(), err error) {
 	c := newRawClient(ctx, sysAddr)
 	status, body, err := c.Get(target)
 	c.Close()
 	if err != nil {
-		return nil, fmt.Errorf("fetch the answer for the bare handler: %w", err)
+		return "", nil, fmt.Errorf("fetch the answer for the bare handler: %w", err)
 	}
 	if status != http.StatusOK {
-		return nil, fmt.Errorf("fetch the answer for the bare handler: status %d: %s", status, body[:min(len(body), 200)])
+		return "", nil, fmt.Errorf("fetch the answer for the bare handler: status %d: %s", status, body[:min(len(body), 200)])
 	}
 	answer := bytes.Clone(body)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.GET("/*", func(c echo.Context) error { return c.JSONBlob(http.StatusOK, answer) })
-	addr, stop, err := serveLocal(e)
-	if err != nil {
-		return nil, err
-	}
-	return &bareAnswer{addr: addr, close: stop}, nil
+	return serveLocal(e)
 }
 
 // runQueries has QueryClients clients ask GET target(r) of the server at
