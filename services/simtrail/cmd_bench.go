@@ -64,6 +64,7 @@ goes to stderr, the table to stdout. See docs/performance.md.`,
 	fs.DurationVar(&o.IngestDuration, "ingest-duration", 0, "each ingest run (default 10s)")
 	fs.IntVar(&o.QueryClients, "query-clients", 50, "concurrent query clients")
 	fs.DurationVar(&o.QueryDuration, "query-duration", 0, "each query run (default 5s)")
+	fs.Float64Var(&o.QueryPacedRate, "query-paced-rate", 0, "total queries/s of the paced usage row (default 10000)")
 	fs.Float64Var(&o.FreshRate, "fresh-rate", 1000, "webhooks/s of the freshness run")
 	fs.DurationVar(&o.FreshDuration, "fresh-duration", 0, "the freshness run (default 10s)")
 	fs.StringVar(&o.Dir, "dir", "", "keep the data here instead of a removed temporary directory")

@@ -53,6 +53,9 @@ type Options struct {
 	// QueryClients and QueryDuration drive each query kind (50, 5 s).
 	QueryClients  int
 	QueryDuration time.Duration
+	// QueryPacedRate is the total rate of the paced usage row, which
+	// shows the query's latency below saturation (default 10,000/s).
+	QueryPacedRate float64
 	// FreshRate and FreshDuration drive the freshness phase (1000/s, 10 s).
 	FreshRate     float64
 	FreshDuration time.Duration
@@ -99,6 +102,9 @@ func (o *Options) defaults() {
 	}
 	if o.QueryDuration <= 0 {
 		o.QueryDuration = 5 * time.Second
+	}
+	if o.QueryPacedRate <= 0 {
+		o.QueryPacedRate = 10_000
 	}
 	if o.FreshRate <= 0 {
 		o.FreshRate = 1000

@@ -51,7 +51,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 
-	if len(res.Queries) != 3 {
+	if len(res.Queries) != 4 {
 		t.Fatalf("%d query results", len(res.Queries))
 	}
 	bars := 0
@@ -94,7 +94,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"commit", "CPUs", "ratio ingest / echo", "projection.Build timeline", "projection.Build thresholds",
-		"bare echo handler, one fixed usage answer", "usage 31 days", "fleet thresholds", "visible in timeline", "visible in thresholds", "VmHWM"} {
+		"bare echo handler, one fixed usage answer", "usage 31 days", "same usage query, paced", "fleet thresholds", "visible in timeline", "visible in thresholds", "VmHWM"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

@@ -206,18 +206,27 @@ func TestRawClientContextEnds(t *testing.T) {
 func TestRunQueriesCounts(t *testing.T) {
 	addr, _ := rawServer(t)
 	o := Options{QueryClients: 3, QueryDuration: 200 * time.Millisecond, Seed: 1}
-	ok := runQueries(context.Background(), o, addr, "ok", func(r *rand.Rand) string {
+	ok := runQueries(context.Background(), o, addr, "ok", 0, func(r *rand.Rand) string {
 		return "/length?n=" + strconv.Itoa(r.IntN(10))
 	})
 	if ok.Queries == 0 || ok.Non200 != 0 || ok.FirstBad != "" || ok.Latency.Quantile(0.5) <= 0 {
 		t.Errorf("ok: %d queries, %d bad (%s)", ok.Queries, ok.Non200, ok.FirstBad)
 	}
-	bad := runQueries(context.Background(), o, addr, "bad", func(*rand.Rand) string { return "/missing" })
+	bad := runQueries(context.Background(), o, addr, "bad", 0, func(*rand.Rand) string { return "/missing" })
 	if bad.Queries == 0 || bad.Non200 != bad.Queries || bad.FirstBad != "404 404 page not found\n" {
 		t.Errorf("bad: %d queries, %d bad (%q)", bad.Queries, bad.Non200, bad.FirstBad)
 	}
-	cut := runQueries(context.Background(), o, addr, "cut", func(*rand.Rand) string { return "/raw/cut" })
+	cut := runQueries(context.Background(), o, addr, "cut", 0, func(*rand.Rand) string { return "/raw/cut" })
 	if cut.Queries != 0 || cut.Non200 == 0 || !strings.Contains(cut.FirstBad, "unexpected EOF") {
 		t.Errorf("cut: %d queries, %d bad (%q)", cut.Queries, cut.Non200, cut.FirstBad)
+	}
+	// Paced at 50/s over 200 ms: about 10 queries, however fast the
+	// server (flat out, the same server answers thousands).
+	paced := runQueries(context.Background(), o, addr, "paced", 50, func(*rand.Rand) string { return "/length?n=1" })
+	if paced.Queries == 0 || paced.Queries > 10+int64(o.QueryClients) || paced.Non200 != 0 {
+		t.Errorf("paced at 50/s for %s: %d queries, %d bad (%s)", o.QueryDuration, paced.Queries, paced.Non200, paced.FirstBad)
+	}
+	if ok.Queries <= 10+int64(o.QueryClients) {
+		t.Errorf("flat out for %s: only %d queries, so the paced check proves nothing", o.QueryDuration, ok.Queries)
 	}
 }

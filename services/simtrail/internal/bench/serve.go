@@ -93,18 +93,24 @@ func benchServing(ctx context.Context, o Options, dir string, mem *memSampler) (
 			return nil, nil, err
 		}
 		defer stopBare() // idle once its row is measured
+		// The bar's closed loop keeps both CPUs busy, so its latency is
+		// mostly queueing (the mean is clients / throughput). The paced
+		// row shows what the same clients get below saturation.
+		paced := fmt.Sprintf("same usage query, paced: %s q/s over %d clients", group(int64(o.QueryPacedRate)), o.QueryClients)
 		for _, q := range []struct {
 			name   string
 			addr   string
 			bar    bool
+			rate   float64
 			target func(*rand.Rand) string
 		}{
-			{"bare echo handler, one fixed usage answer", bare, false, usage},
-			{"usage 31 days (day buckets)", a.Addr(), true, usage},
-			{"fleet thresholds ≥50%, limit 50", a.Addr(), false, fleet},
+			{"bare echo handler, one fixed usage answer", bare, false, 0, usage},
+			{"usage 31 days (day buckets)", a.Addr(), true, 0, usage},
+			{paced, a.Addr(), false, o.QueryPacedRate, usage},
+			{"fleet thresholds ≥50%, limit 50", a.Addr(), false, 0, fleet},
 		} {
 			fmt.Fprintf(o.Log, "queries: %s, %d clients, %s\n", q.name, o.QueryClients, o.QueryDuration)
-			r := runQueries(ctx, o, q.addr, q.name, q.target)
+			r := runQueries(ctx, o, q.addr, q.name, q.rate, q.target)
 			r.Bar = q.bar
 			qs = append(qs, r)
 		}
@@ -143,10 +149,13 @@ func startBareAnswer(ctx context.Context, sysAddr, target string) (addr string, 
 }
 
 // runQueries has QueryClients clients ask GET target(r) of the server at
-// addr back to back for QueryDuration, each on its own keep-alive
-// connection (rawClient, so the figures are the server's, not net/http's
-// client's).
-func runQueries(ctx context.Context, o Options, addr, name string, target func(*rand.Rand) string) QueryResult {
+// addr for QueryDuration, each on its own keep-alive connection
+// (rawClient, so the figures are the server's, not net/http's client's):
+// back to back when rate is 0, else together at rate queries/s, each
+// client on its own evenly spaced schedule. A paced query's latency runs
+// from when it was due, not from when it was sent, so a client that falls
+// behind its schedule counts the wait (no coordinated omission).
+func runQueries(ctx context.Context, o Options, addr, name string, rate float64, target func(*rand.Rand) string) QueryResult {
 	ctx, cancel := context.WithTimeout(ctx, o.QueryDuration)
 	defer cancel()
 	type acc struct {
@@ -166,9 +175,31 @@ func runQueries(ctx context.Context, o Options, addr, name string, target func(*
 			r := rand.New(rand.NewPCG(o.Seed, uint64(i)))
 			client := newRawClient(ctx, addr)
 			defer client.Close()
+			var every time.Duration
+			due := start
+			// One timer per client, reset for each wait: the clients share
+			// the server's heap (see targets).
+			timer := time.NewTimer(time.Hour)
+			defer timer.Stop()
+			if rate > 0 {
+				every = time.Duration(float64(o.QueryClients) / rate * float64(time.Second))
+				due = start.Add(every * time.Duration(i) / time.Duration(o.QueryClients))
+			}
 			for ctx.Err() == nil {
 				t := target(r)
 				t0 := time.Now()
+				if every > 0 {
+					if wait := time.Until(due); wait > 0 {
+						timer.Reset(wait)
+						select {
+						case <-ctx.Done():
+							return
+						case <-timer.C:
+						}
+					}
+					t0 = due
+					due = due.Add(every)
+				}
 				status, body, err := client.Get(t)
 				if err != nil {
 					if ctx.Err() == nil {
