@@ -213,3 +213,30 @@ func TestBuildPipelined(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// batchedFailAt is a failAt whose builds ask for batches of 16.
+type batchedFailAt struct{ *failAt }
+
+func (batchedFailAt) BuildBatchSize() int { return 16 }
+
+// TestBuildBatchSizeFromProjector: without BuildOptions.BatchSize, Build
+// uses the projector's BuildBatchSize. A failure at sequence 100 keeps
+// exactly the batches of 16 before it (with the default size the one
+// batch would hold all 250 events and the build would keep none).
+func TestBuildBatchSizeFromProjector(t *testing.T) {
+	ns := natstest.Run(t)
+	ns.Stream(t)
+	_, js := ns.Conn(t)
+	for i := range 250 {
+		publish(t, js, fmt.Sprintf("8900000000000000%04d", i%7), i)
+	}
+	p := batchedFailAt{&failAt{seq: 100}}
+	db := openModel(t, p, "batched.db")
+	pos, err := projection.Build(context.Background(), js, events.StreamName, p, db, projection.BuildOptions{})
+	if err == nil || !projection.IsStorageError(err) {
+		t.Fatalf("build: pos %d, err %v; want the storage error", pos, err)
+	}
+	if pos != 96 || rows(t, db.Writer) != 96 {
+		t.Fatalf("build: pos %d, %d rows; want the 96 events of the batches of 16 before the failure", pos, rows(t, db.Writer))
+	}
+}

@@ -49,8 +49,8 @@ type BuildOptions struct {
 	// Until, when set, keeps only events JetStream stored at or before it:
 	// the read model "as of" that moment.
 	Until time.Time
-	// BatchSize is the most events per transaction (default
-	// DefaultBuildBatchSize).
+	// BatchSize is the most events per transaction (default: the
+	// projector's BuildBatchSize, else DefaultBuildBatchSize).
 	BatchSize int
 	// Progress is called after every batch.
 	Progress func(Progress)
@@ -69,6 +69,21 @@ type BuildOptions struct {
 // in-memory rollback journal of the pages the batch touched (+~380 MiB
 // peak in that run).
 const DefaultBuildBatchSize = 20000
+
+// BuildBatcher is implemented by a projector whose builds are faster with
+// another transaction size than DefaultBuildBatchSize (more memory for
+// fewer commits, or the reverse).
+type BuildBatcher interface {
+	BuildBatchSize() int
+}
+
+// buildBatchSize is p's build transaction size.
+func buildBatchSize(p Projector) int {
+	if b, ok := p.(BuildBatcher); ok && b.BuildBatchSize() > 0 {
+		return b.BuildBatchSize()
+	}
+	return DefaultBuildBatchSize
+}
 
 // buildWait is how long Build waits for the next event before it asks the
 // server whether any is pending; BuildStallLimit is how long it keeps
@@ -91,7 +106,7 @@ func pendingOrErr(info *jetstream.ConsumerInfo, err error) any {
 // the online rebuild below.
 func Build(ctx context.Context, js jetstream.JetStream, stream string, p Projector, db *DB, opts BuildOptions) (_ uint64, err error) {
 	if opts.BatchSize <= 0 {
-		opts.BatchSize = DefaultBuildBatchSize
+		opts.BatchSize = buildBatchSize(p)
 	}
 	if opts.StartSeq == 0 {
 		opts.StartSeq = 1
@@ -376,7 +391,7 @@ func (r *Runner) runRebuild(ctx context.Context) error {
 			removeDB(fresh.Path)
 		}
 	}()
-	opts := BuildOptions{BatchSize: max(r.cfg.BatchSize, DefaultBuildBatchSize), Progress: r.progress, Logger: r.log}
+	opts := BuildOptions{BatchSize: max(r.cfg.BatchSize, buildBatchSize(r.p)), Progress: r.progress, Logger: r.log}
 	pos, err := Build(ctx, r.js, r.cfg.Stream, r.p, fresh, opts)
 	if err != nil {
 		return fmt.Errorf("build: %w", err)

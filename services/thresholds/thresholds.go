@@ -101,6 +101,15 @@ func (p *Projector) Levels() []int { return slices.Clone(p.levels) }
 // Migrations implements projection.Projector: numbered goose SQL files.
 func (p *Projector) Migrations() fs.FS { return p.migrations }
 
+// BuildBatchSize implements projection.BuildBatcher. This model rewrites
+// the same per-SIM rows (state, period, levels) on every event, so a
+// build's commits write mostly the same pages again and again: at 40000
+// events per transaction instead of 20000, building 1M events over 10k
+// SIMs cost 15–23 % less CPU and its commits 26–36 % less, in alternating
+// runs, for 0.45–0.65 GiB more peak memory (docs/performance.md). The
+// timeline gained nothing from the larger size, so it keeps the default.
+func (p *Projector) BuildBatchSize() int { return 40000 }
+
 // Apply implements projection.Projector: it folds one event into the read
 // model inside tx. A second copy of an event is a no-op.
 func (p *Projector) Apply(ctx context.Context, tx *sql.Tx, m projection.Message) (err error) {
