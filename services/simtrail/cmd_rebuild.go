@@ -29,6 +29,7 @@ func newRebuildCmd() *cobra.Command {
 		until   string
 		baseURL string
 		force   bool
+		batch   int
 	)
 	cmd := &cobra.Command{
 		Use:   "rebuild <timeline|thresholds>",
@@ -48,13 +49,16 @@ thresholds projection offline never re-announces historical alerts.`,
 				return fmt.Errorf("unknown projection %q (want %s or %s)", name, timeline.Name, thresholds.Name)
 			}
 			if baseURL != "" {
-				if into != "" || until != "" {
-					return errors.New("--url rebuilds the live model; --into and --until are for offline builds")
+				if into != "" || until != "" || batch != 0 {
+					return errors.New("--url rebuilds the live model; --into, --until and --batch-size are for offline builds")
 				}
 				return rebuildOnline(cmd.Context(), strings.TrimRight(baseURL, "/"), name, cmd.ErrOrStderr())
 			}
 			if into == "" {
 				return errors.New("offline rebuild needs --into FILE (or --url for the running service)")
+			}
+			if batch < 0 {
+				return fmt.Errorf("--batch-size %d: want 0 (the projection's own) or more", batch)
 			}
 			var untilT time.Time
 			if until != "" {
@@ -84,7 +88,7 @@ thresholds projection offline never re-announces historical alerts.`,
 					return err
 				}
 			}
-			return rebuildOffline(cmd.Context(), nf.conn("simtrail-rebuild"), p, into, untilT, cmd.ErrOrStderr())
+			return rebuildOffline(cmd.Context(), nf.conn("simtrail-rebuild"), p, into, projection.BuildOptions{Until: untilT, BatchSize: batch}, cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
@@ -94,6 +98,7 @@ thresholds projection offline never re-announces historical alerts.`,
 	fs.StringVar(&until, "until", "", "offline: only events stored at or before this RFC 3339 time")
 	fs.StringVar(&baseURL, "url", "", "online: base URL of the running service, e.g. http://127.0.0.1:8080")
 	fs.BoolVar(&force, "force", false, "offline: replace an existing --into file")
+	fs.IntVar(&batch, "batch-size", 0, "offline: events per transaction; fewer use less memory, more commit less often (default: the projection's own, 20000 for timeline, 40000 for thresholds)")
 	return cmd
 }
 
@@ -111,7 +116,9 @@ func newBar(w io.Writer, total int64, desc string) *progressbar.ProgressBar {
 	)
 }
 
-func rebuildOffline(ctx context.Context, cc natsx.ConnConfig, p projection.Projector, into string, until time.Time, w io.Writer) error {
+// rebuildOffline builds p into the new file into; opts' Until and
+// BatchSize are passed on (zero: all events, the projection's batch size).
+func rebuildOffline(ctx context.Context, cc natsx.ConnConfig, p projection.Projector, into string, opts projection.BuildOptions, w io.Writer) error {
 	nc, err := natsx.Connect(cc)
 	if err != nil {
 		return err
@@ -128,15 +135,13 @@ func rebuildOffline(ctx context.Context, cc natsx.ConnConfig, p projection.Proje
 	defer db.Close()
 	bar := newBar(w, -1, "rebuilding "+p.Name())
 	started := time.Now()
-	pos, err := projection.Build(ctx, js, events.StreamName, p, db, projection.BuildOptions{
-		Until: until,
-		Progress: func(pr projection.Progress) {
-			if total := int64(pr.Applied) + int64(pr.Pending); total != bar.GetMax64() {
-				bar.ChangeMax64(total)
-			}
-			_ = bar.Set64(int64(pr.Applied))
-		},
-	})
+	opts.Progress = func(pr projection.Progress) {
+		if total := int64(pr.Applied) + int64(pr.Pending); total != bar.GetMax64() {
+			bar.ChangeMax64(total)
+		}
+		_ = bar.Set64(int64(pr.Applied))
+	}
+	pos, err := projection.Build(ctx, js, events.StreamName, p, db, opts)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/simtrail/simtrail/services/ingest/providers"
 	"github.com/simtrail/simtrail/services/thresholds"
 	"github.com/simtrail/simtrail/services/timeline"
+	"io"
 	"os"
 )
 
@@ -120,6 +121,8 @@ func dumpDB(t *testing.T, path string) string {
 
 // TestRebuildUntil: `simtrail rebuild --until T` equals a model built from a
 // log that only ever held the events stored up to T, for both projections.
+// The reference is built in transactions of 3 events (--batch-size), so the
+// equality also shows that the transaction size changes nothing in a model.
 func TestRebuildUntil(t *testing.T) {
 	msgs := exampleEvents(t)
 	const cut = 7
@@ -160,10 +163,10 @@ func TestRebuildUntil(t *testing.T) {
 		asOf := filepath.Join(dir, name+"-asof.db")
 		ref := filepath.Join(dir, name+"-ref.db")
 		var sink strings.Builder
-		if err := rebuildOffline(ctx, natsx.ConnConfig{URLs: full.URL()}, mk(), asOf, until, &sink); err != nil {
+		if err := rebuildOffline(ctx, natsx.ConnConfig{URLs: full.URL()}, mk(), asOf, projection.BuildOptions{Until: until}, &sink); err != nil {
 			t.Fatal(err)
 		}
-		if err := rebuildOffline(ctx, natsx.ConnConfig{URLs: only.URL()}, mk(), ref, time.Time{}, &sink); err != nil {
+		if err := rebuildOffline(ctx, natsx.ConnConfig{URLs: only.URL()}, mk(), ref, projection.BuildOptions{BatchSize: 3}, &sink); err != nil {
 			t.Fatal(err)
 		}
 		a, b := dumpDB(t, asOf), dumpDB(t, ref)
@@ -175,11 +178,36 @@ func TestRebuildUntil(t *testing.T) {
 		}
 		// The full rebuild must differ: the cut really removed events.
 		fullPath := filepath.Join(dir, name+"-full.db")
-		if err := rebuildOffline(ctx, natsx.ConnConfig{URLs: full.URL()}, mk(), fullPath, time.Time{}, &sink); err != nil {
+		if err := rebuildOffline(ctx, natsx.ConnConfig{URLs: full.URL()}, mk(), fullPath, projection.BuildOptions{}, &sink); err != nil {
 			t.Fatal(err)
 		}
 		if dumpDB(t, fullPath) == a {
 			t.Errorf("%s: the full model equals the as-of model; the cut tested nothing", name)
+		}
+	}
+}
+
+// TestRebuildFlagErrors: bad --batch-size combinations are refused before
+// anything is connected to or written.
+func TestRebuildFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rebuild", "timeline", "--into", filepath.Join(dir, "a.db"), "--batch-size", "-1"}, "--batch-size -1"},
+		{[]string{"rebuild", "thresholds", "--url", "http://127.0.0.1:1", "--batch-size", "500"}, "--batch-size are for offline builds"},
+	} {
+		cmd := newRootCmd()
+		cmd.SetArgs(tc.args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		err := cmd.Execute()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want one saying %q", tc.args, err, tc.want)
+		}
+		if _, serr := os.Stat(filepath.Join(dir, "a.db")); serr == nil {
+			t.Errorf("%v: wrote the --into file", tc.args)
 		}
 	}
 }
