@@ -57,7 +57,8 @@ type BuildOptions struct {
 	Logger   *slog.Logger
 }
 
-// DefaultBuildBatchSize is a build's transaction size. It is larger than
+// DefaultBuildBatchSize is a build's transaction size unless the projector
+// asks for another (BuildBatcher) or BuildOptions.BatchSize sets one. It is larger than
 // the live runner's: a rebuild has a backlog, and with random-key indexes
 // each commit rewrites the pages its batch touched, so fewer, larger
 // commits write each hot page less often (timeline rebuild at 200k events:

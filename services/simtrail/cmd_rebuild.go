@@ -21,6 +21,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// maxBuildBatch bounds --batch-size: a build holds about four batches of
+// events at once (the one applied, the one decoded, the pull buffer).
+const maxBuildBatch = 1_000_000
+
 func newRebuildCmd() *cobra.Command {
 	var (
 		nf      natsFlags
@@ -49,7 +53,7 @@ thresholds projection offline never re-announces historical alerts.`,
 				return fmt.Errorf("unknown projection %q (want %s or %s)", name, timeline.Name, thresholds.Name)
 			}
 			if baseURL != "" {
-				if into != "" || until != "" || batch != 0 {
+				if into != "" || until != "" || cmd.Flags().Changed("batch-size") {
 					return errors.New("--url rebuilds the live model; --into, --until and --batch-size are for offline builds")
 				}
 				return rebuildOnline(cmd.Context(), strings.TrimRight(baseURL, "/"), name, cmd.ErrOrStderr())
@@ -57,8 +61,8 @@ thresholds projection offline never re-announces historical alerts.`,
 			if into == "" {
 				return errors.New("offline rebuild needs --into FILE (or --url for the running service)")
 			}
-			if batch < 0 {
-				return fmt.Errorf("--batch-size %d: want 0 (the projection's own) or more", batch)
+			if batch < 0 || batch > maxBuildBatch {
+				return fmt.Errorf("--batch-size %d: want 0 (the projection's own) up to %d", batch, maxBuildBatch)
 			}
 			var untilT time.Time
 			if until != "" {
@@ -98,7 +102,8 @@ thresholds projection offline never re-announces historical alerts.`,
 	fs.StringVar(&until, "until", "", "offline: only events stored at or before this RFC 3339 time")
 	fs.StringVar(&baseURL, "url", "", "online: base URL of the running service, e.g. http://127.0.0.1:8080")
 	fs.BoolVar(&force, "force", false, "offline: replace an existing --into file")
-	fs.IntVar(&batch, "batch-size", 0, "offline: events per transaction; fewer use less memory, more commit less often (default: the projection's own, 20000 for timeline, 40000 for thresholds)")
+	fs.IntVar(&batch, "batch-size", 0, fmt.Sprintf("offline: events per transaction; fewer use less memory, more commit less often (default: the projection's own, %d for timeline, %d for thresholds)",
+		projection.DefaultBuildBatchSize, thresholds.BuildBatchSize))
 	return cmd
 }
 

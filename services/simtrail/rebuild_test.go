@@ -196,7 +196,9 @@ func TestRebuildFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"rebuild", "timeline", "--into", filepath.Join(dir, "a.db"), "--batch-size", "-1"}, "--batch-size -1"},
+		{[]string{"rebuild", "timeline", "--into", filepath.Join(dir, "a.db"), "--batch-size", "1000001"}, "--batch-size 1000001"},
 		{[]string{"rebuild", "thresholds", "--url", "http://127.0.0.1:1", "--batch-size", "500"}, "--batch-size are for offline builds"},
+		{[]string{"rebuild", "thresholds", "--url", "http://127.0.0.1:1", "--batch-size", "0"}, "--batch-size are for offline builds"},
 	} {
 		cmd := newRootCmd()
 		cmd.SetArgs(tc.args)

@@ -230,8 +230,8 @@ func fleetEvents() []*simtrailv1.Event {
 }
 
 // BenchmarkProjectionFleet applies the fleet log the way projection.Build
-// does (bulk mode, DefaultBuildBatchSize events per transaction), without
-// JetStream, and reports events/s.
+// does (bulk mode, the projector's BuildBatchSize events per transaction),
+// without JetStream, and reports events/s.
 func BenchmarkProjectionFleet(b *testing.B) {
 	evs := fleetEvents()
 	p := newProjector(b, genOptions())
@@ -239,7 +239,7 @@ func BenchmarkProjectionFleet(b *testing.B) {
 		if _, err := db.BulkMode(context.Background()); err != nil {
 			b.Fatal(err)
 		}
-		applyInBatches(b, db, p, evs, projection.DefaultBuildBatchSize)
+		applyInBatches(b, db, p, evs, p.BuildBatchSize())
 	})
 }
 

@@ -105,10 +105,13 @@ func (p *Projector) Migrations() fs.FS { return p.migrations }
 // the same per-SIM rows (state, period, levels) on every event, so a
 // build's commits write mostly the same pages again and again: at 40000
 // events per transaction instead of 20000, building 1M events over 10k
-// SIMs cost 15–23 % less CPU and its commits 26–36 % less, in alternating
-// runs, for 0.45–0.65 GiB more peak memory (docs/performance.md). The
+// SIMs cost 14–23 % less CPU and its commits 26–36 % less, in alternating
+// runs, for 0.43–0.66 GiB more peak memory (docs/performance.md). The
 // timeline gained nothing from the larger size, so it keeps the default.
-func (p *Projector) BuildBatchSize() int { return 40000 }
+func (p *Projector) BuildBatchSize() int { return BuildBatchSize }
+
+// BuildBatchSize is the thresholds model's build transaction size.
+const BuildBatchSize = 40000
 
 // Apply implements projection.Projector: it folds one event into the read
 // model inside tx. A second copy of an event is a no-op.

@@ -43,6 +43,10 @@ func rawServer(t *testing.T) (addr string, conns *atomic.Int64) {
 	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(20 * time.Millisecond) // a server slower than the pace asked of it
+		io.WriteString(w, "slow")
+	})
 	mux.HandleFunc("/hang", func(_ http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
 	})
@@ -220,11 +224,23 @@ func TestRunQueriesCounts(t *testing.T) {
 	if cut.Queries != 0 || cut.Non200 == 0 || !strings.Contains(cut.FirstBad, "unexpected EOF") {
 		t.Errorf("cut: %d queries, %d bad (%q)", cut.Queries, cut.Non200, cut.FirstBad)
 	}
-	// Paced at 50/s over 200 ms: about 10 queries, however fast the
+	// Paced at 50/s over 200 ms: 10 queries are due, however fast the
 	// server (flat out, the same server answers thousands).
 	paced := runQueries(context.Background(), o, addr, "paced", 50, func(*rand.Rand) string { return "/length?n=1" })
-	if paced.Queries == 0 || paced.Queries > 10+int64(o.QueryClients) || paced.Non200 != 0 {
+	if paced.Queries < 5 || paced.Queries > 10+int64(o.QueryClients) || paced.Non200 != 0 {
 		t.Errorf("paced at 50/s for %s: %d queries, %d bad (%s)", o.QueryDuration, paced.Queries, paced.Non200, paced.FirstBad)
+	}
+	// One client due every 5 ms against a 20 ms answer falls behind: the
+	// latency runs from the due times, so it grows past the 20 ms a query
+	// takes, and the queries still owed at the end are counted.
+	one := Options{QueryClients: 1, QueryDuration: 200 * time.Millisecond, Seed: 1}
+	late := runQueries(context.Background(), one, addr, "late", 200, func(*rand.Rand) string { return "/slow" })
+	if late.Queries == 0 || late.Latency.Quantile(0.99) < 60*time.Millisecond || late.Unanswered < 20 {
+		t.Errorf("paced past the server: %d queries, p99 %s, %d unanswered; want p99 over 60 ms and at least 20 unanswered",
+			late.Queries, late.Latency.Quantile(0.99), late.Unanswered)
+	}
+	if ok.Unanswered != 0 {
+		t.Errorf("a closed loop counted %d unanswered", ok.Unanswered)
 	}
 	if ok.Queries <= 10+int64(o.QueryClients) {
 		t.Errorf("flat out for %s: only %d queries, so the paced check proves nothing", o.QueryDuration, ok.Queries)

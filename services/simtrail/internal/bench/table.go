@@ -49,6 +49,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 			bar, ok = "p99 ≤ 5 ms", met(q.Latency.Quantile(.99) <= 5*time.Millisecond && q.Non200 == 0)
 		}
 		res := fmt.Sprintf("p50 %s  p99 %s  %s q/s", ms(q.Latency.Quantile(.5)), ms(q.Latency.Quantile(.99)), group(int64(q.Rate())))
+		if q.Unanswered > 0 {
+			res += fmt.Sprintf("  %s due, unanswered at the end", group(q.Unanswered))
+		}
 		if q.Non200 > 0 {
 			res += fmt.Sprintf("  non-200 %d (%s)", q.Non200, clip(q.FirstBad, 60))
 		}
