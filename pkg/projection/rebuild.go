@@ -80,8 +80,10 @@ type BuildBatcher interface {
 
 // buildBatchSize is p's build transaction size.
 func buildBatchSize(p Projector) int {
-	if b, ok := p.(BuildBatcher); ok && b.BuildBatchSize() > 0 {
-		return b.BuildBatchSize()
+	if b, ok := p.(BuildBatcher); ok {
+		if n := b.BuildBatchSize(); n > 0 {
+			return n
+		}
 	}
 	return DefaultBuildBatchSize
 }

@@ -118,8 +118,6 @@ const maxModels = 4
 
 var _ projection.TxHooks = (*Projector)(nil)
 
-var _ projection.BuildBatcher = (*Projector)(nil)
-
 // TxBegun implements projection.TxHooks: tx, on writer w, uses w's row
 // cache, which is reset first if another connection committed since the
 // cache's last commit.

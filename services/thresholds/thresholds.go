@@ -110,6 +110,8 @@ func (p *Projector) Migrations() fs.FS { return p.migrations }
 // timeline gained nothing from the larger size, so it keeps the default.
 func (p *Projector) BuildBatchSize() int { return BuildBatchSize }
 
+var _ projection.BuildBatcher = (*Projector)(nil)
+
 // BuildBatchSize is the thresholds model's build transaction size.
 const BuildBatchSize = 40000
 

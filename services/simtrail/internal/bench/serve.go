@@ -183,12 +183,13 @@ func runQueries(ctx context.Context, o Options, addr, name string, rate float64,
 			client := newRawClient(ctx, addr)
 			defer client.Close()
 			var every time.Duration
+			var timer *time.Timer
 			due := start
-			// One timer per client, reset for each wait: the clients share
-			// the server's heap (see targets).
-			timer := time.NewTimer(time.Hour)
-			defer timer.Stop()
 			if rate > 0 {
+				// One timer per client, reset for each wait: the clients
+				// share the server's heap (see targets).
+				timer = time.NewTimer(time.Hour)
+				defer timer.Stop()
 				// At least 1 ns: a rate too high to space still counts from
 				// the due times, instead of turning into a closed loop.
 				every = max(time.Duration(float64(o.QueryClients)/rate*float64(time.Second)), 1)
