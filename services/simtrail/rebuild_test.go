@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -20,8 +23,6 @@ import (
 	"github.com/simtrail/simtrail/services/ingest/providers"
 	"github.com/simtrail/simtrail/services/thresholds"
 	"github.com/simtrail/simtrail/services/timeline"
-	"io"
-	"os"
 )
 
 // exampleEvents parses the bundled example webhooks into events with fixed
@@ -211,5 +212,45 @@ func TestRebuildFlagErrors(t *testing.T) {
 		if _, serr := os.Stat(filepath.Join(dir, "a.db")); serr == nil {
 			t.Errorf("%v: wrote the --into file", tc.args)
 		}
+	}
+}
+
+// failingAt is a projector whose Apply of stream sequence seq fails as a
+// full disk does: the build stops there, keeping the batches before it.
+type failingAt struct {
+	projection.Projector
+	seq uint64
+}
+
+func (f failingAt) Apply(ctx context.Context, tx *sql.Tx, m projection.Message) error {
+	if m.Seq == f.seq {
+		return errors.New("insert: database or disk is full")
+	}
+	return f.Projector.Apply(ctx, tx, m)
+}
+
+// TestRebuildOfflineBatchSize: rebuildOffline builds in transactions of
+// opts.BatchSize. A failure at sequence 5 with batches of 3 leaves the
+// first batch committed (with the projection's own size the one batch
+// would hold every event and none would be kept).
+func TestRebuildOfflineBatchSize(t *testing.T) {
+	ns := natstest.Run(t)
+	ns.Stream(t)
+	_, js := ns.Conn(t)
+	publishAll(t, js, exampleEvents(t))
+	into := filepath.Join(t.TempDir(), "timeline.db")
+	p := failingAt{timeline.NewProjector(), 5}
+	var sink strings.Builder
+	err := rebuildOffline(context.Background(), natsx.ConnConfig{URLs: ns.URL()}, p, into, projection.BuildOptions{BatchSize: 3}, &sink)
+	if !projection.IsStorageError(err) {
+		t.Fatalf("build failing at sequence 5: err %v, want the storage error", err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+into+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if pos, err := projection.Checkpoint(context.Background(), db, timeline.Name); err != nil || pos != 3 {
+		t.Fatalf("checkpoint after the failed build: %d, err %v; want 3, the first batch of 3", pos, err)
 	}
 }
