@@ -70,7 +70,7 @@ goes to stderr, the table to stdout. See docs/performance.md.`,
 	fs.StringVar(&o.Dir, "dir", "", "keep the data here instead of a removed temporary directory")
 	fs.StringVar(&phases, "phases", "", "comma-separated subset: ingest,rebuild,queries,freshness (default all)")
 	fs.BoolVar(&quiet, "no-progress", false, "no progress bars")
-	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write a CPU profile per phase here (<phase>.cpu.pprof)")
+	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write per phase a CPU profile and the heap at its start and end here (<phase>.cpu.pprof, <phase>.start.heap.pprof, <phase>.end.heap.pprof)")
 	fs.BoolVar(&o.Reuse, "reuse", false, "with --dir: serve over the store an earlier run filled and rebuilt today with the same --events, --sims and --seed (not with the rebuild phase)")
 	return cmd
 }

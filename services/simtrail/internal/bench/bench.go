@@ -73,7 +73,8 @@ type Options struct {
 	// Bar draws progress bars on Log.
 	Bar bool
 	// ProfileDir, when set, receives a CPU profile per phase
-	// (<phase>.cpu.pprof), for `go tool pprof`.
+	// (<phase>.cpu.pprof) and the heap as each phase starts and ends
+	// (<phase>.start.heap.pprof, <phase>.end.heap.pprof), for `go tool pprof`.
 	ProfileDir string
 	// Reuse: when Dir holds a store a run filled and rebuilt today with the
 	// same Events, Sims and Seed, and the rebuild phase is not selected,
@@ -398,6 +399,8 @@ func (m *memSampler) switchProfile(name string) {
 		return
 	}
 	if m.profile != nil {
+		// What the ending phase held live at its last GC.
+		writeHeapProfile(strings.TrimSuffix(m.profile.Name(), ".cpu.pprof") + ".end.heap.pprof")
 		pprof.StopCPUProfile()
 		m.profile.Close()
 		m.profile = nil
@@ -405,7 +408,10 @@ func (m *memSampler) switchProfile(name string) {
 	if name == "" {
 		return
 	}
-	f, err := os.Create(filepath.Join(m.profileDir, strings.ReplaceAll(name, " ", "-")+".cpu.pprof"))
+	base := filepath.Join(m.profileDir, strings.ReplaceAll(name, " ", "-"))
+	// What earlier phases left for this one's GC cycles to mark.
+	writeHeapProfile(base + ".start.heap.pprof")
+	f, err := os.Create(base + ".cpu.pprof")
 	if err != nil {
 		return
 	}
@@ -414,6 +420,17 @@ func (m *memSampler) switchProfile(name string) {
 		return
 	}
 	m.profile = f
+}
+
+// writeHeapProfile writes the heap as of the last GC; a failure only costs
+// the profile.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	pprof.Lookup("heap").WriteTo(f, 0) //nolint:errcheck // a diagnostic
 }
 
 func (m *memSampler) stop() {
