@@ -328,10 +328,100 @@ func readStatus(field string) int64 {
 	return 0
 }
 
-// PhaseMemory is the largest VmRSS sampled during a phase.
+// PhaseMemory is the largest VmRSS sampled during a phase, and the CPU
+// the phase had: what this process used, and what the host took from the
+// guest (a figure from a phase the host starved is not this code's).
 type PhaseMemory struct {
 	Phase  string
 	MaxRSS int64
+	CPU    PhaseCPU
+}
+
+// PhaseCPU is the CPU time of one phase.
+type PhaseCPU struct {
+	Wall time.Duration
+	// Process: user + system time of this process.
+	Process time.Duration
+	// StealPercent: the share of the machine's CPU time that the
+	// hypervisor gave to others (/proc/stat "steal"); -1 when unknown.
+	StealPercent float64
+}
+
+// Cores is the process's CPU time over the wall time.
+func (c PhaseCPU) Cores() float64 {
+	if c.Wall <= 0 {
+		return 0
+	}
+	return c.Process.Seconds() / c.Wall.Seconds()
+}
+
+// cpuMark is what CPU accounting reads at a phase boundary.
+type cpuMark struct {
+	at            time.Time
+	process       time.Duration
+	steal, total  uint64
+	stealReadable bool
+}
+
+func readCPUMark() cpuMark {
+	m := cpuMark{at: time.Now()}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		m.process = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	m.steal, m.total, m.stealReadable = readStealJiffies()
+	return m
+}
+
+// readStealJiffies reads /proc/stat's "cpu" line: user nice system idle
+// iowait irq softirq steal ... (guest time is already inside user).
+func readStealJiffies() (steal, total uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	for i := 1; i <= 8; i++ {
+		n, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i == 8 {
+			steal = n
+		}
+	}
+	return steal, total, true
+}
+
+// cpuSpent is what a phase used between marks, summed over its entries.
+type cpuSpent struct {
+	wall, process time.Duration
+	steal, total  uint64
+	stealUnknown  bool
+}
+
+func (c *cpuSpent) add(a, b cpuMark) {
+	c.wall += b.at.Sub(a.at)
+	c.process += b.process - a.process
+	if !a.stealReadable || !b.stealReadable {
+		c.stealUnknown = true
+		return
+	}
+	c.steal += b.steal - a.steal
+	c.total += b.total - a.total
+}
+
+func (c cpuSpent) figures() PhaseCPU {
+	p := PhaseCPU{Wall: c.wall, Process: c.process, StealPercent: -1}
+	if !c.stealUnknown && c.total > 0 {
+		p.StealPercent = 100 * float64(c.steal) / float64(c.total)
+	}
+	return p
 }
 
 // memSampler samples VmRSS every 100 ms and attributes it to the current
@@ -347,12 +437,17 @@ type memSampler struct {
 	wg     sync.WaitGroup
 	active atomic.Bool
 
+	// mark: CPU accounting at the start of the current phase; cpu: what
+	// each phase used.
+	mark cpuMark
+	cpu  map[string]cpuSpent
+
 	profileDir string
 	profile    *os.File
 }
 
 func startMemSampler(profileDir string) *memSampler {
-	m := &memSampler{max: map[string]int64{}, done: make(chan struct{}), profileDir: profileDir}
+	m := &memSampler{max: map[string]int64{}, cpu: map[string]cpuSpent{}, done: make(chan struct{}), profileDir: profileDir}
 	m.active.Store(true)
 	m.wg.Add(1)
 	go func() {
@@ -386,11 +481,24 @@ func (m *memSampler) phase(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.switchProfile(name)
+	m.endCPU()
 	m.cur = name
 	if _, ok := m.max[name]; !ok {
 		m.order = append(m.order, name)
 		m.max[name] = 0
 	}
+}
+
+// endCPU closes the current phase's CPU accounting and starts the next
+// one's. m.mu is held.
+func (m *memSampler) endCPU() {
+	now := readCPUMark()
+	if m.cur != "" {
+		c := m.cpu[m.cur]
+		c.add(m.mark, now)
+		m.cpu[m.cur] = c
+	}
+	m.mark = now
 }
 
 // switchProfile ends the previous phase's CPU profile and starts name's.
@@ -437,6 +545,7 @@ func (m *memSampler) stop() {
 	m.once.Do(func() {
 		m.mu.Lock()
 		m.switchProfile("")
+		m.endCPU()
 		m.mu.Unlock()
 		close(m.done)
 		m.wg.Wait()
@@ -448,7 +557,7 @@ func (m *memSampler) result() []PhaseMemory {
 	defer m.mu.Unlock()
 	out := make([]PhaseMemory, 0, len(m.order))
 	for _, p := range m.order {
-		out = append(out, PhaseMemory{Phase: p, MaxRSS: m.max[p]})
+		out = append(out, PhaseMemory{Phase: p, MaxRSS: m.max[p], CPU: m.cpu[p].figures()})
 	}
 	return out
 }

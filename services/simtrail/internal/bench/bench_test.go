@@ -83,6 +83,14 @@ func TestSmoke(t *testing.T) {
 	if res.PeakRSS <= 0 || len(res.Memory) < 5 {
 		t.Errorf("memory: peak %d, phases %+v", res.PeakRSS, res.Memory)
 	}
+	for _, pm := range res.Memory {
+		// Every phase did work on this process's CPUs; /proc/stat exists
+		// on Linux, so steal is known (often 0).
+		c := pm.CPU
+		if c.Wall <= 0 || c.Process <= 0 || c.Cores() > float64(res.Machine.CPUs)+0.5 || c.StealPercent < 0 || c.StealPercent > 100 {
+			t.Errorf("cpu of %s: %+v (%.2f cores)", pm.Phase, c, c.Cores())
+		}
+	}
 	var out bytes.Buffer
 	if err := res.WriteTable(&out); err != nil {
 		t.Fatal(err)
@@ -94,7 +102,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"commit", "CPUs", "ratio ingest / echo", "projection.Build timeline", "projection.Build thresholds",
-		"bare echo handler, one fixed usage answer", "usage 31 days", "same usage query, paced", "fleet thresholds", "visible in timeline", "visible in thresholds", "VmHWM"} {
+		"bare echo handler, one fixed usage answer", "usage 31 days", "same usage query, paced", "fleet thresholds", "visible in timeline", "visible in thresholds", "VmHWM", "taken by the host (steal)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

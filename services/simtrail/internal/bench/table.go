@@ -69,6 +69,14 @@ func (r *Result) WriteTable(w io.Writer) error {
 		row("memory", "max VmRSS sampled during "+pm.Phase, mib(pm.MaxRSS), "", "")
 	}
 	row("memory", "process peak (VmHWM), all services in-process", mib(r.PeakRSS), "bounded", "")
+	for _, pm := range r.Memory {
+		c := pm.CPU
+		steal := "unknown"
+		if c.StealPercent >= 0 {
+			steal = fmt.Sprintf("%.1f %%", c.StealPercent)
+		}
+		row("cpu", "during "+pm.Phase, fmt.Sprintf("simtrail %.2f of %d CPUs over %s; taken by the host (steal) %s", c.Cores(), r.Machine.CPUs, secs(c.Wall), steal), "", "")
+	}
 	return tw.Flush()
 }
 
