@@ -36,8 +36,6 @@ type DB struct {
 	Path   string
 	Writer *sql.DB
 	Reader *sql.DB
-
-	ckpt *checkpointer // WAL checkpoints off the commit path (walcheckpoint.go)
 }
 
 // Open opens (creating if needed) the SQLite file at path and brings its
@@ -65,7 +63,7 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 	// sqlite3_prepare on every call (a third of a rebuild's CPU in the
 	// thresholds projector before this; see docs/performance.md).
 	q.Set("_stmt_cache_size", stmtCacheSize)
-	w, err := sql.Open(writerDriver, "file:"+path+"?"+q.Encode())
+	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -102,24 +100,12 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*DB, error) {
 	}
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	cq := url.Values{}
-	cq.Set("_busy_timeout", "10000")
-	ck, err := startCheckpointer("file:" + path + "?" + cq.Encode())
-	if err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("open sqlite checkpointer %s: %w", path, err)
-	}
-	return &DB{Path: path, Writer: w, Reader: r, ckpt: ck}, nil
+	return &DB{Path: path, Writer: w, Reader: r}, nil
 }
 
-// Close stops the checkpointer and closes the pools.
+// Close closes both pools.
 func (d *DB) Close() error {
-	var cerr error
-	if d.ckpt != nil {
-		cerr = d.ckpt.close()
-	}
-	return errors.Join(cerr, d.Reader.Close(), d.Writer.Close())
+	return errors.Join(d.Reader.Close(), d.Writer.Close())
 }
 
 const runnerSchema = `
@@ -217,14 +203,6 @@ func ListPoison(ctx context.Context, db *sql.DB, limit int) ([]Poison, int, erro
 // returned function restores WAL and synchronous=NORMAL and must run before
 // the file is served.
 func (d *DB) BulkMode(ctx context.Context) (restore func(context.Context) error, err error) {
-	if d.ckpt != nil {
-		d.ckpt.pause()
-		defer func() {
-			if err != nil {
-				d.ckpt.resume()
-			}
-		}()
-	}
 	if _, err := d.Writer.ExecContext(ctx, `PRAGMA journal_mode=MEMORY`); err != nil {
 		return nil, fmt.Errorf("bulk mode: %w", err)
 	}
@@ -240,9 +218,6 @@ func (d *DB) BulkMode(ctx context.Context) (restore func(context.Context) error,
 		return nil, fmt.Errorf("bulk mode: %w", err)
 	}
 	return func(ctx context.Context) error {
-		if d.ckpt != nil {
-			defer d.ckpt.resume()
-		}
 		if _, err := d.Writer.ExecContext(ctx, `PRAGMA journal_mode=WAL`); err != nil {
 			return fmt.Errorf("leave bulk mode: %w", err)
 		}
