@@ -3,6 +3,7 @@ module github.com/simtrail/simtrail/services/simtrail
 go 1.26.0
 
 require (
+	github.com/prometheus/procfs v0.22.0
 	github.com/simtrail/simtrail/pkg v0.0.0
 	github.com/simtrail/simtrail/proto v0.0.0
 	github.com/simtrail/simtrail/services/ingest v0.0.0

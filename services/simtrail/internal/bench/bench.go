@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/simtrail/simtrail/services/simtrail/internal/app"
 	"github.com/simtrail/simtrail/services/simtrail/internal/loadgen"
 )
@@ -148,8 +150,8 @@ type Result struct {
 	Rebuild   *RebuildResult
 	Queries   []QueryResult
 	Freshness []FreshnessResult
-	Memory    []PhaseMemory
-	PeakRSS   int64 // VmHWM at the end, bytes
+	Phases    []PhaseUsage // per phase: peak RSS sampled, CPU
+	PeakRSS   int64        // VmHWM at the end, bytes
 }
 
 // Machine describes where the run happened.
@@ -173,11 +175,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	mem := startMemSampler(o.ProfileDir)
-	defer mem.stop()
+	sampler := startPhaseSampler(o.ProfileDir)
+	defer sampler.stop()
 
 	if o.want("ingest") {
-		r, err := benchIngest(ctx, o, dir, mem)
+		r, err := benchIngest(ctx, o, dir, sampler)
 		if err != nil {
 			return res, fmt.Errorf("ingest phase: %w", err)
 		}
@@ -188,8 +190,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if needStore && o.Reuse && !o.want("rebuild") && storeReusable(storeDir, o) {
 		fmt.Fprintf(o.Log, "reusing the filled and rebuilt store in %s\n", storeDir)
 	} else if needStore {
-		mem.phase("fill")
-		r, err := benchRebuild(ctx, o, storeDir, mem)
+		sampler.phase("fill")
+		r, err := benchRebuild(ctx, o, storeDir, sampler)
 		if err != nil {
 			return res, fmt.Errorf("rebuild phase: %w", err)
 		}
@@ -200,15 +202,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.want("queries") || o.want("freshness") {
 		settle()
-		mem.phase("queries")
-		q, f, err := benchServing(ctx, o, storeDir, mem)
+		sampler.phase("queries")
+		q, f, err := benchServing(ctx, o, storeDir, sampler)
 		if err != nil {
 			return res, fmt.Errorf("serving phases: %w", err)
 		}
 		res.Queries, res.Freshness = q, f
 	}
-	mem.stop()
-	res.Memory = mem.result()
+	sampler.stop()
+	res.Phases = sampler.result()
 	res.PeakRSS = readStatus("VmHWM")
 	res.Took = time.Since(res.Started)
 	return res, nil
@@ -328,10 +330,10 @@ func readStatus(field string) int64 {
 	return 0
 }
 
-// PhaseMemory is the largest VmRSS sampled during a phase, and the CPU
+// PhaseUsage is the largest VmRSS sampled during a phase, and the CPU
 // the phase had: what this process used, and what the host took from the
 // guest (a figure from a phase the host starved is not this code's).
-type PhaseMemory struct {
+type PhaseUsage struct {
 	Phase  string
 	MaxRSS int64
 	CPU    PhaseCPU
@@ -355,53 +357,38 @@ func (c PhaseCPU) Cores() float64 {
 	return c.Process.Seconds() / c.Wall.Seconds()
 }
 
-// cpuMark is what CPU accounting reads at a phase boundary.
+// cpuMark is what CPU accounting reads at a phase boundary: this process's
+// CPU time, and the machine's stolen and total CPU seconds (/proc/stat).
 type cpuMark struct {
 	at            time.Time
 	process       time.Duration
-	steal, total  uint64
+	steal, total  float64
 	stealReadable bool
 }
 
 func readCPUMark() cpuMark {
 	m := cpuMark{at: time.Now()}
+	// getrusage, not /proc/self/stat: microseconds, where the kernel's
+	// clock ticks (10 ms) would round a short phase to nothing.
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		m.process = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	m.steal, m.total, m.stealReadable = readStealJiffies()
+	if fs, err := procfs.NewDefaultFS(); err == nil {
+		if st, err := fs.Stat(); err == nil {
+			c := st.CPUTotal // guest time is already inside User
+			m.steal = c.Steal
+			m.total = c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+			m.stealReadable = true
+		}
+	}
 	return m
-}
-
-// readStealJiffies reads /proc/stat's "cpu" line: user nice system idle
-// iowait irq softirq steal ... (guest time is already inside user).
-func readStealJiffies() (steal, total uint64, ok bool) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, false
-	}
-	for i := 1; i <= 8; i++ {
-		n, err := strconv.ParseUint(f[i], 10, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		total += n
-		if i == 8 {
-			steal = n
-		}
-	}
-	return steal, total, true
 }
 
 // cpuSpent is what a phase used between marks, summed over its entries.
 type cpuSpent struct {
 	wall, process time.Duration
-	steal, total  uint64
+	steal, total  float64
 	stealUnknown  bool
 }
 
@@ -419,15 +406,15 @@ func (c *cpuSpent) add(a, b cpuMark) {
 func (c cpuSpent) figures() PhaseCPU {
 	p := PhaseCPU{Wall: c.wall, Process: c.process, StealPercent: -1}
 	if !c.stealUnknown && c.total > 0 {
-		p.StealPercent = 100 * float64(c.steal) / float64(c.total)
+		p.StealPercent = 100 * c.steal / c.total
 	}
 	return p
 }
 
-// memSampler samples VmRSS every 100 ms and attributes it to the current
+// phaseSampler samples VmRSS every 100 ms and attributes it to the current
 // phase. The kernel's high-water mark (VmHWM) cannot be reset per phase, so
 // per-phase figures are sampled maxima.
-type memSampler struct {
+type phaseSampler struct {
 	mu     sync.Mutex
 	cur    string
 	order  []string
@@ -443,11 +430,14 @@ type memSampler struct {
 	cpu  map[string]cpuSpent
 
 	profileDir string
-	profile    *os.File
+	// profileBase: <profileDir>/<phase> of the current phase; profile:
+	// its CPU profile.
+	profileBase string
+	profile     *os.File
 }
 
-func startMemSampler(profileDir string) *memSampler {
-	m := &memSampler{max: map[string]int64{}, cpu: map[string]cpuSpent{}, done: make(chan struct{}), profileDir: profileDir}
+func startPhaseSampler(profileDir string) *phaseSampler {
+	m := &phaseSampler{max: map[string]int64{}, cpu: map[string]cpuSpent{}, done: make(chan struct{}), profileDir: profileDir}
 	m.active.Store(true)
 	m.wg.Add(1)
 	go func() {
@@ -467,7 +457,7 @@ func startMemSampler(profileDir string) *memSampler {
 	return m
 }
 
-func (m *memSampler) sample() {
+func (m *phaseSampler) sample() {
 	rss := readStatus("VmRSS")
 	m.mu.Lock()
 	if m.cur != "" && rss > m.max[m.cur] {
@@ -476,7 +466,7 @@ func (m *memSampler) sample() {
 	m.mu.Unlock()
 }
 
-func (m *memSampler) phase(name string) {
+func (m *phaseSampler) phase(name string) {
 	m.sample() // the end of the previous phase belongs to it
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -491,7 +481,7 @@ func (m *memSampler) phase(name string) {
 
 // endCPU closes the current phase's CPU accounting and starts the next
 // one's. m.mu is held.
-func (m *memSampler) endCPU() {
+func (m *phaseSampler) endCPU() {
 	now := readCPUMark()
 	if m.cur != "" {
 		c := m.cpu[m.cur]
@@ -502,13 +492,16 @@ func (m *memSampler) endCPU() {
 }
 
 // switchProfile ends the previous phase's CPU profile and starts name's.
-func (m *memSampler) switchProfile(name string) {
+func (m *phaseSampler) switchProfile(name string) {
 	if m.profileDir == "" {
 		return
 	}
-	if m.profile != nil {
+	if m.profileBase != "" {
 		// What the ending phase held live at its last GC.
-		writeHeapProfile(strings.TrimSuffix(m.profile.Name(), ".cpu.pprof") + ".end.heap.pprof")
+		writeHeapProfile(m.profileBase + ".end.heap.pprof")
+		m.profileBase = ""
+	}
+	if m.profile != nil {
 		pprof.StopCPUProfile()
 		m.profile.Close()
 		m.profile = nil
@@ -516,10 +509,10 @@ func (m *memSampler) switchProfile(name string) {
 	if name == "" {
 		return
 	}
-	base := filepath.Join(m.profileDir, strings.ReplaceAll(name, " ", "-"))
+	m.profileBase = filepath.Join(m.profileDir, strings.ReplaceAll(name, " ", "-"))
 	// What earlier phases left for this one's GC cycles to mark.
-	writeHeapProfile(base + ".start.heap.pprof")
-	f, err := os.Create(base + ".cpu.pprof")
+	writeHeapProfile(m.profileBase + ".start.heap.pprof")
+	f, err := os.Create(m.profileBase + ".cpu.pprof")
 	if err != nil {
 		return
 	}
@@ -541,7 +534,7 @@ func writeHeapProfile(path string) {
 	pprof.Lookup("heap").WriteTo(f, 0) //nolint:errcheck // a diagnostic
 }
 
-func (m *memSampler) stop() {
+func (m *phaseSampler) stop() {
 	m.once.Do(func() {
 		m.mu.Lock()
 		m.switchProfile("")
@@ -552,12 +545,12 @@ func (m *memSampler) stop() {
 	})
 }
 
-func (m *memSampler) result() []PhaseMemory {
+func (m *phaseSampler) result() []PhaseUsage {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]PhaseMemory, 0, len(m.order))
+	out := make([]PhaseUsage, 0, len(m.order))
 	for _, p := range m.order {
-		out = append(out, PhaseMemory{Phase: p, MaxRSS: m.max[p], CPU: m.cpu[p].figures()})
+		out = append(out, PhaseUsage{Phase: p, MaxRSS: m.max[p], CPU: m.cpu[p].figures()})
 	}
 	return out
 }

@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +20,12 @@ func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var log bytes.Buffer
+	prof := t.TempDir()
 	res, err := Run(ctx, Options{
 		Events: 2000, Sims: 200, Concurrency: 8,
 		IngestDuration: time.Second, QueryClients: 4, QueryDuration: 500 * time.Millisecond,
 		FreshRate: 200, FreshDuration: time.Second,
-		Dir: t.TempDir(), Log: &log,
+		Dir: t.TempDir(), ProfileDir: prof, Log: &log,
 	})
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, log.String())
@@ -80,15 +83,30 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 
-	if res.PeakRSS <= 0 || len(res.Memory) < 5 {
-		t.Errorf("memory: peak %d, phases %+v", res.PeakRSS, res.Memory)
+	if res.PeakRSS <= 0 || len(res.Phases) < 5 {
+		t.Errorf("memory: peak %d, phases %+v", res.PeakRSS, res.Phases)
 	}
-	for _, pm := range res.Memory {
+	for _, pm := range res.Phases {
 		// Every phase did work on this process's CPUs; /proc/stat exists
 		// on Linux, so steal is known (often 0).
 		c := pm.CPU
 		if c.Wall <= 0 || c.Process <= 0 || c.Cores() > float64(res.Machine.CPUs)+0.5 || c.StealPercent < 0 || c.StealPercent > 100 {
 			t.Errorf("cpu of %s: %+v (%.2f cores)", pm.Phase, c, c.Cores())
+		}
+	}
+	// With ProfileDir every phase leaves a CPU profile and the heap at its
+	// start and end, each a gzipped pprof file.
+	for _, pu := range res.Phases {
+		for _, kind := range []string{".cpu.pprof", ".start.heap.pprof", ".end.heap.pprof"} {
+			name := strings.ReplaceAll(pu.Phase, " ", "-") + kind
+			b, err := os.ReadFile(filepath.Join(prof, name))
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				continue
+			}
+			if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Errorf("%s is not a gzipped profile (%d bytes)", name, len(b))
+			}
 		}
 	}
 	var out bytes.Buffer

@@ -39,7 +39,7 @@ func serveLocal(h http.Handler) (addr string, stop func(), err error) {
 	return ln.Addr().String(), func() { _ = srv.Close() }, nil
 }
 
-func benchIngest(ctx context.Context, o Options, dir string, mem *memSampler) (*IngestResult, error) {
+func benchIngest(ctx context.Context, o Options, dir string, sampler *phaseSampler) (*IngestResult, error) {
 	gen := loadgen.Config{Sims: o.Sims, Seed: o.Seed}
 	run := func(url, label string) (*loadgen.Summary, error) {
 		client := loadgen.NewClient(o.Concurrency)
@@ -51,7 +51,7 @@ func benchIngest(ctx context.Context, o Options, dir string, mem *memSampler) (*
 	}
 
 	// The baseline: echo with one POST route that only answers 200.
-	mem.phase("ingest echo baseline")
+	sampler.phase("ingest echo baseline")
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.POST("/*", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
@@ -66,7 +66,7 @@ func benchIngest(ctx context.Context, o Options, dir string, mem *memSampler) (*
 	}
 
 	// The real path: app wiring with ingest only, embedded JetStream.
-	mem.phase("ingest simtrail")
+	sampler.phase("ingest simtrail")
 	a, stop, err := startSystem(ctx, app.Config{
 		DataDir: dirJoin(dir, "ingest"),
 		Ingest: &ingest.Config{

@@ -75,7 +75,7 @@ func (o Options) bar(total int, desc string) *progressbar.ProgressBar {
 	)
 }
 
-func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (*RebuildResult, error) {
+func benchRebuild(ctx context.Context, o Options, dir string, sampler *phaseSampler) (*RebuildResult, error) {
 	ns, err := natsx.StartEmbedded(natsx.EmbeddedConfig{Port: -1, StoreDir: dirJoin(dir, "jetstream")})
 	if err != nil {
 		return nil, err
@@ -112,7 +112,7 @@ func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (
 	res.FillTook = took
 
 	// Baseline: the same sim_event rows straight into SQLite.
-	mem.phase("sqlite baseline")
+	sampler.phase("sqlite baseline")
 	base, err := projection.Open(ctx, dirJoin(dir, "baseline.db"), timeline.NewProjector().Migrations())
 	if err != nil {
 		return nil, err
@@ -129,7 +129,7 @@ func benchRebuild(ctx context.Context, o Options, dir string, mem *memSampler) (
 		return nil, err
 	}
 	for _, p := range ps {
-		mem.phase("rebuild " + p.Name())
+		sampler.phase("rebuild " + p.Name())
 		fmt.Fprintf(o.Log, "rebuild: %s from sequence 1\n", p.Name())
 		db, err := projection.Open(ctx, dirJoin(dir, p.Name()+".db"), p.Migrations())
 		if err != nil {

@@ -54,7 +54,7 @@ type FreshnessResult struct {
 // benchServing starts the whole system over the filled store (its read
 // models already rebuilt, so the projectors start at the end of the log)
 // and measures queries, then freshness.
-func benchServing(ctx context.Context, o Options, dir string, mem *memSampler) ([]QueryResult, []FreshnessResult, error) {
+func benchServing(ctx context.Context, o Options, dir string, sampler *phaseSampler) ([]QueryResult, []FreshnessResult, error) {
 	a, stop, err := startSystem(ctx, app.Config{
 		DataDir: dir,
 		Ingest: &ingest.Config{
@@ -122,7 +122,7 @@ func benchServing(ctx context.Context, o Options, dir string, mem *memSampler) (
 
 	var fs []FreshnessResult
 	if o.want("freshness") {
-		mem.phase("freshness")
+		sampler.phase("freshness")
 		fmt.Fprintf(o.Log, "freshness: %.0f webhooks/s for %s\n", o.FreshRate, o.FreshDuration)
 		fs, err = runFreshness(ctx, o, base)
 		if err != nil {

@@ -65,11 +65,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 		}
 		row("freshness", "2xx → visible in "+f.Model, res, "p99 ≤ 100 ms", met(f.Latency.Quantile(.99) <= 100*time.Millisecond && f.Missed == 0))
 	}
-	for _, pm := range r.Memory {
+	for _, pm := range r.Phases {
 		row("memory", "max VmRSS sampled during "+pm.Phase, mib(pm.MaxRSS), "", "")
 	}
 	row("memory", "process peak (VmHWM), all services in-process", mib(r.PeakRSS), "bounded", "")
-	for _, pm := range r.Memory {
+	for _, pm := range r.Phases {
 		c := pm.CPU
 		steal := "unknown"
 		if c.StealPercent >= 0 {
